@@ -1,0 +1,1 @@
+"""HTTP API for upstream apps, legal teams and auditors."""

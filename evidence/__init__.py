@@ -1,0 +1,1 @@
+"""Evidence packs, PAdES signing and the court report."""

@@ -1,0 +1,1 @@
+"""Ledger core: events, canonical encoding, event store, Merkle log, checkpoints and timestamps."""

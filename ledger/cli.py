@@ -1,0 +1,229 @@
+"""``evidence-ledger``: the operator's command line.
+
+Every command takes ``--data-dir`` and ``--database-url`` (also read from
+``EVIDENCE_LEDGER_DATA_DIR`` and ``EVIDENCE_LEDGER_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ledger.app import Ledger
+from ledger.audit import AuditReport, audit
+from ledger.errors import LedgerError
+from ledger.settings import Settings
+
+app = typer.Typer(
+    help="Evidence Ledger: an append-only, signed and timestamped record of approvals "
+    "and signatures.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Where keys, the SQLite log and the local TSA live."),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="postgresql://… URL; SQLite under the data dir if absent."),
+]
+
+
+def _open(data_dir: Path | None, database_url: str | None) -> Ledger:
+    settings = Settings.load(data_dir=data_dir, database_url=database_url)
+    return Ledger.open(settings)
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+@app.command()
+def key(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Print the log's verifier key (C2SP signed-note vkey form)."""
+    with _open(data_dir, database_url) as ledger:
+        print(ledger.key.verifier_key())
+
+
+@app.command()
+def checkpoint(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Print the latest signed checkpoint (C2SP tlog-checkpoint signed note)."""
+    with _open(data_dir, database_url) as ledger:
+        latest = ledger.store.latest_checkpoint()
+        if latest is None:
+            errors.print("no checkpoint has been signed yet (run `evidence-ledger seal`)")
+            raise typer.Exit(1)
+        sys.stdout.write(latest.note)
+
+
+@app.command()
+def seal(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Sign a checkpoint of the current tree and timestamp every checkpoint still waiting."""
+    with _open(data_dir, database_url) as ledger:
+        sealer = ledger.sealer()
+        made = sealer.seal()
+        if made is None:
+            console.print("the latest checkpoint already covers the whole log")
+        else:
+            console.print(f"signed a checkpoint at size {made.tree_size}")
+        try:
+            count = sealer.timestamp_pending(limit=1000)
+        except LedgerError as exc:
+            errors.print(f"[red]timestamping failed[/red]: {exc}; checkpoints stay untimestamped")
+            raise typer.Exit(1) from exc
+        console.print(f"timestamped {count} checkpoint(s)")
+
+
+def _print_report(report: AuditReport) -> None:
+    console.print(
+        f"events {report.events_checked}, streams {report.streams}, "
+        f"tree nodes {report.nodes_checked}, checkpoints {report.checkpoints_checked}, "
+        f"timestamps {report.timestamps_checked}"
+    )
+    if report.untimestamped:
+        console.print(
+            f"[yellow]{len(report.untimestamped)} checkpoint(s) still wait for a timestamp "
+            f"(sizes {report.untimestamped[:5]}{'…' if len(report.untimestamped) > 5 else ''})"
+        )
+    if report.passed:
+        console.print("[green]audit passed[/green]: every hash, chain link and tree head matches")
+        return
+    first = report.findings[0]
+    console.print(f"[red]audit FAILED[/red] at {first.location}: {first.reason}")
+    for finding in report.findings[1:10]:
+        console.print(f"  also: {finding}")
+    if len(report.findings) > 10:
+        console.print(f"  … and {len(report.findings) - 10} more")
+
+
+def run_audit(ledger: Ledger, show_progress: bool) -> AuditReport:
+    if not show_progress:
+        return audit(ledger.store, ledger.key, ledger.tsa_trust_roots)
+    with Progress(
+        TextColumn("auditing"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} events"),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("audit", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return audit(ledger.store, ledger.key, ledger.tsa_trust_roots, progress)
+
+
+@app.command(name="audit")
+def audit_command(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
+) -> None:
+    """Re-derive every hash, chain link and tree head from the stored rows and check them."""
+    with _open(data_dir, database_url) as ledger:
+        report = run_audit(ledger, show_progress=not as_json and errors.is_terminal)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "passed": report.passed,
+                    "tree_size": report.tree_size,
+                    "events_checked": report.events_checked,
+                    "checkpoints_checked": report.checkpoints_checked,
+                    "timestamps_checked": report.timestamps_checked,
+                    "untimestamped": report.untimestamped,
+                    "findings": [
+                        {"subject": f.subject, "location": f.location, "reason": f.reason}
+                        for f in report.findings
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        _print_report(report)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Record a realistic procurement approval and contract signing, then prove and audit it."""
+    from ledger.demo import procurement_scenario
+
+    with _open(data_dir, database_url) as ledger:
+        where = ledger.settings.database_url or ledger.settings.sqlite_path
+        console.print(f"[bold]Evidence Ledger demo[/bold] — log {ledger.key.name} in {where}")
+        approval, signing, drafts = procurement_scenario()
+        ledger.start_sealer()
+        receipts = []
+        for draft in drafts:  # one act at a time, as the upstream apps would send them
+            receipts.extend(ledger.append([draft]))
+        console.print(
+            f"recorded {len(receipts)} events: approval task {approval}, signing task {signing}"
+        )
+        last = receipts[-1]
+        checkpoint = ledger.wait_for_checkpoint(last.leaf_index, timestamped=True)
+        stamp = ledger.store.timestamp_for(checkpoint.tree_size)
+        assert stamp is not None
+        console.print("\n[bold]Latest signed checkpoint[/bold] (C2SP tlog-checkpoint):")
+        console.print(checkpoint.note, end="", markup=False, highlight=False)
+        console.print(f"timestamped by {stamp.tsa_name} at {stamp.gen_time} ({stamp.tsa_url})")
+
+        signed = next(r for r in receipts if r.stream_id == signing and r.sequence == 8)
+        proof = ledger.store.inclusion_proof(signed.leaf_index, checkpoint.tree_size)
+        console.print(
+            f"\n[bold]Inclusion proof[/bold] of the supplier's signature "
+            f"(event {signed.event_id}, leaf {signed.leaf_index}):"
+        )
+        command = [
+            "evidence-verify",
+            "inclusion",
+            "--leaf-hash", _b64(signed.event_hash),
+            "--index", str(signed.leaf_index),
+            "--size", str(checkpoint.tree_size),
+            "--root", _b64(checkpoint.root_hash),
+            "--proof", ",".join(_b64(p) for p in proof),
+        ]  # fmt: skip
+        console.print(" ".join(command[:2]) + " \\", markup=False, highlight=False)
+        for flag, value in zip(command[2::2], command[3::2], strict=True):
+            console.print(f"    {flag} '{value}' \\", markup=False, highlight=False)
+        verifier = shutil.which("evidence-verify") or str(
+            Path(sys.executable).parent / "evidence-verify"
+        )
+        if Path(verifier).exists():
+            result = subprocess.run([verifier, *command[1:]], capture_output=True, text=True)
+            console.print(
+                f"independent verifier says: {result.stdout.strip() or result.stderr.strip()}"
+            )
+        console.print(f"\nverifier key: {ledger.key.verifier_key()}")
+        console.print("\n[bold]Audit[/bold] of the whole log:")
+        report = run_audit(ledger, show_progress=False)
+        _print_report(report)
+        console.print(f"\ndata dir: {ledger.settings.data_dir.resolve()}")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except LedgerError as exc:
+        errors.print(f"[red]error[/red]: {exc}")
+        sys.exit(1)

@@ -1,0 +1,455 @@
+"""The event envelope: what one approval or signature act records, and its canonical bytes.
+
+An envelope is a JSON object with a fixed set of fields. Its canonical encoding is RFC 8785
+(JCS) and its event hash is the RFC 9162 leaf hash of those bytes, so the same hash serves
+as the stream's chain link (``prev``) and as the event's leaf in the Merkle log.
+
+Every envelope passes :func:`validate_envelope` before it is encoded, and again whenever
+stored bytes are read back by the audit: one set of rules, applied on the way in and out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import rfc8785
+
+from ledger.errors import InvalidEvent
+from ledger.merkle import leaf_hash
+
+SCHEMA_VERSION = 1
+
+#: Every kind of act the ledger records. An envelope of any other type is refused.
+EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        "task.created",
+        "task.submitted",
+        "document.added",
+        "document.viewed",
+        "document.read_to_end",
+        "identity.verified",
+        "step.approved",
+        "step.rejected",
+        "step.returned",
+        "document.signed",
+        "task.transferred",
+        "signer.added",
+        "task.reminded",
+        "comment.added",
+        "task.revoked",
+        "task.expired",
+        "task.completed",
+    }
+)
+
+IDENTITY_FACTORS: frozenset[str] = frozenset(
+    {"sms_otp", "email_otp", "password", "face", "id_document", "bank_card", "certificate"}
+)
+IDENTITY_RESULTS: frozenset[str] = frozenset({"passed", "failed"})
+
+MAX_ENVELOPE_BYTES = 256 * 1024
+MAX_DATA_DEPTH = 16
+MAX_DATA_STRING = 64 * 1024
+MAX_KEY_LENGTH = 128
+MAX_IDENTITY_FACTORS = 16
+# I-JSON (RFC 7493) integers: what every JSON parser reads back exactly.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_TIME_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z")
+_HASH_PATTERN = re.compile(r"[0-9a-f]{64}\Z")
+
+_REQUIRED_FIELDS = (
+    "schema",
+    "event_id",
+    "stream_id",
+    "sequence",
+    "type",
+    "server_time",
+    "actor",
+    "context",
+    "identity_factors",
+    "data",
+    "prev",
+)
+_OPTIONAL_FIELDS = ("app_signature",)
+
+# (field, maximum length, required) for the small string-valued objects.
+_ACTOR_FIELDS = (
+    ("id", 256, True),
+    ("display_name", 256, True),
+    ("organisation", 256, False),
+    ("role", 64, True),
+)
+_CONTEXT_FIELDS = (
+    ("ip", 45, False),
+    ("user_agent", 1024, False),
+    ("device_id", 256, False),
+    ("platform", 64, False),
+    ("client_time", 64, False),
+    ("request_id", 128, False),
+)
+_FACTOR_FIELDS = (
+    ("factor", 32, True),
+    ("method", 64, True),
+    ("result", 16, True),
+    ("provider_reference", 256, False),
+    ("verified_at", 32, True),
+)
+_APP_SIGNATURE_FIELDS = (
+    ("app_id", 128, True),
+    ("key_id", 128, True),
+    ("algorithm", 32, True),
+    ("value", 16 * 1024, True),
+)
+
+
+def format_time(moment: datetime) -> str:
+    """Server time as the envelope records it: UTC, microseconds, ``Z``."""
+    if moment.tzinfo is None:
+        raise ValueError("server time must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acted: a person or system, as the upstream app identified them."""
+
+    id: str
+    display_name: str
+    role: str
+    organisation: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "display_name": self.display_name,
+            "organisation": self.organisation,
+            "role": self.role,
+        }
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Where and on what the act happened, as reported for the end user."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    device_id: str | None = None
+    platform: str | None = None
+    client_time: str | None = None
+    request_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ip": _normalise_ip(self.ip),
+            "user_agent": self.user_agent,
+            "device_id": self.device_id,
+            "platform": self.platform,
+            "client_time": self.client_time,
+            "request_id": self.request_id,
+        }
+
+
+@dataclass(frozen=True)
+class IdentityFactor:
+    """One identity check the actor passed or failed. Never the secret itself."""
+
+    factor: str
+    method: str
+    result: str
+    verified_at: datetime
+    provider_reference: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "factor": self.factor,
+            "method": self.method,
+            "result": self.result,
+            "provider_reference": self.provider_reference,
+            "verified_at": format_time(self.verified_at),
+        }
+
+
+@dataclass(frozen=True)
+class AppSignature:
+    """The upstream app's signature over the event body it sent (kept as evidence)."""
+
+    app_id: str
+    key_id: str
+    algorithm: str
+    value: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "app_id": self.app_id,
+            "key_id": self.key_id,
+            "algorithm": self.algorithm,
+            "value": self.value,
+        }
+
+
+@dataclass(frozen=True)
+class EventDraft:
+    """What a caller asks the ledger to record; the ledger adds sequence, time and ``prev``."""
+
+    stream_id: UUID
+    type: str
+    actor: Actor
+    context: RequestContext = field(default_factory=RequestContext)
+    data: Mapping[str, Any] = field(default_factory=dict)
+    identity_factors: Sequence[IdentityFactor] = ()
+    app_signature: AppSignature | None = None
+    event_id: UUID | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """An acknowledged-form event: its envelope, canonical bytes and event hash."""
+
+    envelope: Mapping[str, Any]
+    canonical: bytes
+    hash: bytes
+
+    @property
+    def event_id(self) -> UUID:
+        return UUID(self.envelope["event_id"])
+
+    @property
+    def stream_id(self) -> UUID:
+        return UUID(self.envelope["stream_id"])
+
+    @property
+    def sequence(self) -> int:
+        value: int = self.envelope["sequence"]
+        return value
+
+    @property
+    def type(self) -> str:
+        value: str = self.envelope["type"]
+        return value
+
+    @property
+    def prev(self) -> bytes | None:
+        value: str | None = self.envelope["prev"]
+        return bytes.fromhex(value) if value is not None else None
+
+    @classmethod
+    def from_envelope(cls, envelope: Mapping[str, Any]) -> Event:
+        """Validate an envelope and encode it; the one way new events are made."""
+        validate_envelope(envelope)
+        canonical = canonical_bytes(envelope)
+        if len(canonical) > MAX_ENVELOPE_BYTES:
+            raise InvalidEvent(
+                "envelope", f"is {len(canonical)} bytes, more than {MAX_ENVELOPE_BYTES}"
+            )
+        return cls(envelope=envelope, canonical=canonical, hash=leaf_hash(canonical))
+
+    @classmethod
+    def from_canonical(cls, data: bytes) -> Event:
+        """Read stored bytes back, refusing anything that is not a canonical valid envelope."""
+        try:
+            envelope = json.loads(data.decode("utf-8"), parse_float=_refuse_float)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidEvent("envelope", f"is not valid JSON: {exc}") from exc
+        if not isinstance(envelope, dict):
+            raise InvalidEvent("envelope", "is not a JSON object")
+        event = cls.from_envelope(envelope)
+        if event.canonical != data:
+            raise InvalidEvent("envelope", "stored bytes are not the RFC 8785 canonical form")
+        return event
+
+
+def _refuse_float(text: str) -> Any:
+    raise InvalidEvent("envelope", f"contains the float {text}; floats are not allowed")
+
+
+def canonical_bytes(value: Mapping[str, Any]) -> bytes:
+    """RFC 8785 (JCS) encoding of an envelope."""
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise InvalidEvent("envelope", f"cannot be canonicalised: {exc}") from exc
+
+
+def build_envelope(
+    draft: EventDraft,
+    *,
+    sequence: int,
+    prev: bytes | None,
+    server_time: datetime,
+    event_id: UUID,
+) -> dict[str, Any]:
+    """The envelope of ``draft`` as the ``sequence``-th event of its stream."""
+    if not isinstance(draft.actor, Actor):
+        raise InvalidEvent("actor", "is required")
+    envelope: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "event_id": str(event_id),
+        "stream_id": str(draft.stream_id),
+        "sequence": sequence,
+        "type": draft.type,
+        "server_time": format_time(server_time),
+        "actor": draft.actor.to_json(),
+        "context": draft.context.to_json(),
+        "identity_factors": [f.to_json() for f in draft.identity_factors],
+        "data": dict(draft.data),
+        "prev": prev.hex() if prev is not None else None,
+    }
+    if draft.app_signature is not None:
+        envelope["app_signature"] = draft.app_signature.to_json()
+    return envelope
+
+
+def _normalise_ip(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError as exc:
+        raise InvalidEvent("context.ip", f"{value!r} is not an IPv4 or IPv6 address") from exc
+
+
+def validate_envelope(envelope: Mapping[str, Any]) -> None:
+    """Check every rule of the envelope schema; raise :class:`InvalidEvent` on the first break."""
+    for name in _REQUIRED_FIELDS:
+        if name not in envelope:
+            raise InvalidEvent(name, "is required")
+    unknown = set(envelope) - set(_REQUIRED_FIELDS) - set(_OPTIONAL_FIELDS)
+    if unknown:
+        raise InvalidEvent("envelope", f"has unknown fields {sorted(unknown)}")
+    if envelope["schema"] != SCHEMA_VERSION or isinstance(envelope["schema"], bool):
+        raise InvalidEvent("schema", f"must be {SCHEMA_VERSION}")
+    for name in ("event_id", "stream_id"):
+        _check_uuid(name, envelope[name])
+    sequence = envelope["sequence"]
+    if not _is_int(sequence) or not 1 <= sequence <= MAX_SAFE_INTEGER:
+        raise InvalidEvent("sequence", "must be a whole number from 1")
+    if envelope["type"] not in EVENT_TYPES:
+        raise InvalidEvent("type", f"{envelope['type']!r} is not a known event type")
+    _check_time("server_time", envelope["server_time"])
+    actor = envelope["actor"]
+    if actor is None:
+        raise InvalidEvent("actor", "is required")
+    _check_string_object("actor", actor, _ACTOR_FIELDS)
+    context = envelope["context"]
+    _check_string_object("context", context, _CONTEXT_FIELDS)
+    if context["ip"] is not None and _normalise_ip(context["ip"]) != context["ip"]:
+        raise InvalidEvent("context.ip", f"{context['ip']!r} is not in normal form")
+    _check_identity_factors(envelope["identity_factors"])
+    data = envelope["data"]
+    if not isinstance(data, Mapping):
+        raise InvalidEvent("data", "must be a JSON object")
+    _check_json_value("data", data, depth=0)
+    prev = envelope["prev"]
+    if sequence == 1:
+        if prev is not None:
+            raise InvalidEvent("prev", "must be null for the first event of a stream")
+    elif not isinstance(prev, str) or not _HASH_PATTERN.match(prev):
+        raise InvalidEvent("prev", "must be the previous event's hash as 64 lowercase hex digits")
+    if "app_signature" in envelope:
+        _check_string_object("app_signature", envelope["app_signature"], _APP_SIGNATURE_FIELDS)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_uuid(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise InvalidEvent(name, "must be a UUID string")
+    try:
+        parsed = UUID(value)
+    except ValueError as exc:
+        raise InvalidEvent(name, f"{value!r} is not a UUID") from exc
+    if str(parsed) != value:
+        raise InvalidEvent(name, f"{value!r} is not in canonical lowercase UUID form")
+
+
+def _check_time(name: str, value: object) -> None:
+    if not isinstance(value, str) or not _TIME_PATTERN.match(value):
+        raise InvalidEvent(name, "must be UTC as YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    try:
+        datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError as exc:
+        raise InvalidEvent(name, f"{value!r} is not a real time") from exc
+
+
+def _check_text(name: str, value: object, limit: int) -> None:
+    if not isinstance(value, str):
+        raise InvalidEvent(name, f"must be a string, not {type(value).__name__}")
+    if len(value) > limit:
+        raise InvalidEvent(name, f"is {len(value)} characters, more than {limit}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidEvent(name, "contains a lone surrogate, which is not valid text") from exc
+
+
+def _check_string_object(name: str, value: object, fields: Sequence[tuple[str, int, bool]]) -> None:
+    if not isinstance(value, Mapping):
+        raise InvalidEvent(name, "must be a JSON object")
+    allowed = {f for f, _, _ in fields}
+    unknown = set(value) - allowed
+    if unknown:
+        raise InvalidEvent(name, f"has unknown fields {sorted(unknown)}")
+    for key, limit, required in fields:
+        if key not in value:
+            raise InvalidEvent(f"{name}.{key}", "is required (use null when unknown)")
+        item = value[key]
+        if item is None:
+            if required:
+                raise InvalidEvent(f"{name}.{key}", "is required")
+            continue
+        _check_text(f"{name}.{key}", item, limit)
+        if required and not item.strip():
+            raise InvalidEvent(f"{name}.{key}", "must not be blank")
+
+
+def _check_identity_factors(value: object) -> None:
+    if not isinstance(value, list):
+        raise InvalidEvent("identity_factors", "must be a list")
+    if len(value) > MAX_IDENTITY_FACTORS:
+        raise InvalidEvent("identity_factors", f"has more than {MAX_IDENTITY_FACTORS} entries")
+    for i, factor in enumerate(value):
+        name = f"identity_factors[{i}]"
+        _check_string_object(name, factor, _FACTOR_FIELDS)
+        if factor["factor"] not in IDENTITY_FACTORS:
+            raise InvalidEvent(f"{name}.factor", f"{factor['factor']!r} is not a known factor")
+        if factor["result"] not in IDENTITY_RESULTS:
+            raise InvalidEvent(f"{name}.result", "must be 'passed' or 'failed'")
+        _check_time(f"{name}.verified_at", factor["verified_at"])
+
+
+def _check_json_value(name: str, value: object, depth: int) -> None:
+    if depth > MAX_DATA_DEPTH:
+        raise InvalidEvent(name, f"is nested deeper than {MAX_DATA_DEPTH} levels")
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, float):
+        raise InvalidEvent(name, "is a float; use a decimal string for amounts")
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise InvalidEvent(name, "is an integer beyond 2^53-1; use a decimal string")
+        return
+    if isinstance(value, str):
+        _check_text(name, value, MAX_DATA_STRING)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidEvent(name, "has a key that is not a string")
+            _check_text(f"{name} key", key, MAX_KEY_LENGTH)
+            _check_json_value(f"{name}.{key}", item, depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_json_value(f"{name}[{i}]", item, depth + 1)
+        return
+    raise InvalidEvent(name, f"has a {type(value).__name__}, which JSON cannot carry")

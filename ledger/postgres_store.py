@@ -1,0 +1,188 @@
+"""The production backend: PostgreSQL through psycopg and eventsourcing's PostgreSQL recorder.
+
+Every append takes eventsourcing's ``EXCLUSIVE`` lock on ``stored_events`` first, so
+appends from any number of workers and hosts are serialised: leaf indices follow commit
+order without gaps, while readers (proofs, checkpoints) are never blocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+)
+from psycopg.sql import SQL, Identifier
+
+from ledger import log_writer, schema
+from ledger.errors import ConfigurationError, ConstraintViolation, StoreUnavailable
+from ledger.events import Event
+from ledger.store import BuildEvents, LedgerStore, Row
+
+# Any fixed 64-bit number: serialises concurrent first starts creating the schema.
+_SCHEMA_LOCK_KEY = 0x45564C4544474552
+
+
+def _pg(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+class _LedgerPostgresDatastore(PostgresDatastore):
+    """eventsourcing's datastore, with each connection's search path set to the schema.
+
+    The ledger's own statements name tables unqualified, so one database can hold
+    several ledgers in separate schemas.
+    """
+
+    def after_connect_func(self) -> Callable[[psycopg.Connection[Any]], None]:
+        configure = super().after_connect_func()
+        statement = SQL("SET search_path TO {0}").format(Identifier(self.schema))
+
+        def after_connect(connection: psycopg.Connection[Any]) -> None:
+            configure(connection)
+            connection.execute(statement)
+
+        return after_connect
+
+
+def datastore_from_url(url: str, *, pool_size: int = 4) -> PostgresDatastore:
+    """A datastore for ``postgresql://user:password@host:port/dbname?schema=name``."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("postgres", "postgresql"):
+        raise ConfigurationError(f"not a PostgreSQL URL: scheme {parsed.scheme!r}")
+    dbname = unquote(parsed.path.lstrip("/"))
+    if not dbname:
+        raise ConfigurationError("the PostgreSQL URL names no database")
+    options = parse_qs(parsed.query)
+    return _LedgerPostgresDatastore(
+        dbname=dbname,
+        host=parsed.hostname or "localhost",
+        port=parsed.port or 5432,
+        user=unquote(parsed.username or "postgres"),
+        password=unquote(parsed.password or ""),
+        schema=options.get("schema", [""])[0],
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_timeout=10.0,
+        lock_timeout=30,
+    )
+
+
+class LedgerPostgresRecorder(PostgresApplicationRecorder):
+    """eventsourcing's application recorder; the ledger adds its tables beside it."""
+
+
+class PostgresLedgerStore(LedgerStore):
+    """A :class:`LedgerStore` in one PostgreSQL database (or schema)."""
+
+    def __init__(self, url: str, clock: Callable[[], datetime] | None = None) -> None:
+        super().__init__(clock)
+        self.datastore = datastore_from_url(url)
+        try:
+            self.recorder = LedgerPostgresRecorder(self.datastore)
+            self._create_tables()
+        except PersistenceError as exc:
+            self.datastore.close()
+            raise StoreUnavailable(f"cannot open the PostgreSQL ledger: {exc}") from exc
+        self._frontier = log_writer.FrontierCache()
+
+    def _create_tables(self) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(SQL("SELECT pg_advisory_xact_lock(%s)"), [_SCHEMA_LOCK_KEY])
+        self.recorder.create_table()
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(SQL("SELECT pg_advisory_xact_lock(%s)"), [_SCHEMA_LOCK_KEY])
+            for statement in schema.postgres_statements(self.datastore.schema):
+                cursor.execute(statement.encode(), prepare=False)
+
+    @property
+    def backend(self) -> str:
+        return "postgres"
+
+    def _stream_key(self, stream_id: UUID) -> Any:
+        return stream_id
+
+    def _stream_id(self, stored: Any) -> UUID:
+        return stored if isinstance(stored, UUID) else UUID(str(stored))
+
+    def _write(self, build: BuildEvents) -> tuple[int, list[Event]]:
+        try:
+            with (
+                self.datastore.get_connection() as connection,
+                connection.transaction(),
+                connection.cursor() as cursor,
+            ):
+                first, events, known = self._write_in(cursor, build)
+        except IntegrityError as exc:
+            raise ConstraintViolation(f"the ledger database refused the rows: {exc}") from exc
+        except PersistenceError as exc:
+            raise StoreUnavailable(f"the ledger database refused the write: {exc}") from exc
+        self._frontier.keep(first + len(events), known)
+        return first, events
+
+    def _write_in(
+        self, cursor: psycopg.Cursor[Any], build: BuildEvents
+    ) -> tuple[int, list[Event], dict[Any, bytes]]:
+        self.recorder._lock_table(cursor)
+
+        def query(sql: str, params: Sequence[Any]) -> list[Any]:
+            cursor.execute(_pg(sql), params)
+            return [tuple(row.values()) for row in cursor.fetchall()]
+
+        size = log_writer.current_size(query)
+        known = self._frontier.load(size, query)
+        events = build(log_writer.TransactionReader(query, self._stream_key))
+        PostgresAggregateRecorder._insert_stored_events(
+            self.recorder,
+            cursor,
+            [
+                StoredEvent(
+                    originator_id=e.stream_id,
+                    originator_version=e.sequence,
+                    topic=e.type,
+                    state=e.canonical,
+                )
+                for e in events
+            ],
+        )
+        cursor.executemany(
+            _pg(log_writer.INSERT_LEAF), log_writer.leaf_rows(size, events, self._stream_key)
+        )
+        cursor.executemany(_pg(log_writer.INSERT_NODE), log_writer.grow(size, known, events))
+        return size, events, known
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        try:
+            with self.datastore.get_connection() as connection:
+                return list(connection.execute(_pg(sql).encode(), params).fetchall())
+        except PersistenceError as exc:
+            raise StoreUnavailable(f"cannot read the ledger database: {exc}") from exc
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        try:
+            with self.datastore.transaction(commit=True) as cursor:
+                cursor.execute(_pg(sql).encode(), params)
+        except IntegrityError as exc:
+            raise ConstraintViolation(f"the ledger database refused the row: {exc}") from exc
+        except PersistenceError as exc:
+            raise StoreUnavailable(f"the ledger database refused the write: {exc}") from exc
+
+    def claim_meta(self, key: str, value: str) -> str:
+        self._execute(
+            "INSERT INTO ledger_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            [key, value],
+        )
+        stored = self.meta(key)
+        assert stored is not None
+        return stored
+
+    def close(self) -> None:
+        self.datastore.close()

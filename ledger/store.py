@@ -1,0 +1,395 @@
+"""The event store contract: hash-chained streams and one global RFC 9162 log, in one database.
+
+:class:`LedgerStore` holds everything that does not depend on the database. A backend
+(:mod:`ledger.sqlite_store`, :mod:`ledger.postgres_store`) supplies one write transaction
+that runs under the log's writer lock, and plain reads. Within that transaction the store
+reads each stream's head, builds and hashes the envelopes, inserts them through
+eventsourcing's recorder, and appends their leaves and every newly complete subtree to the
+log, so an event is acknowledged only once it is in the tree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from ledger import merkle
+from ledger.errors import DuplicateEvent, LogError, StreamConflict
+from ledger.events import Event, EventDraft, build_envelope
+from ledger.merkle import HASH_SIZE, Node
+
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the caller gets back once an event is stored and in the log."""
+
+    event_id: UUID
+    stream_id: UUID
+    sequence: int
+    leaf_index: int
+    event_hash: bytes
+    server_time: str
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One leaf of the log with the event it stands for."""
+
+    leaf_index: int
+    event_id: UUID
+    stream_id: UUID
+    sequence: int
+    leaf_hash: bytes
+    canonical: bytes
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A signed tree head as stored, with the consistency proof from the one before it."""
+
+    tree_size: int
+    root_hash: bytes
+    note: str
+    previous_size: int | None
+    consistency_proof: tuple[bytes, ...]
+    signed_at: str
+
+
+@dataclass(frozen=True)
+class StoredTimestamp:
+    """An RFC 3161 response over a checkpoint's signed note, verified when received."""
+
+    tree_size: int
+    response_der: bytes
+    gen_time: str
+    tsa_url: str
+    tsa_name: str
+
+
+class WriteReader(Protocol):
+    """Reads made inside the write transaction, after the writer lock is held."""
+
+    def head(self, stream_id: UUID) -> tuple[int, bytes] | None:
+        """A stream's last ``(sequence, event hash)``, or ``None`` for a new stream."""
+
+    def existing_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of these event ids the ledger already holds."""
+
+
+BuildEvents = Callable[[WriteReader], list[Event]]
+
+
+def join_hashes(hashes: Sequence[bytes]) -> bytes:
+    """Store a list of 32-byte hashes as one blob."""
+    return b"".join(hashes)
+
+
+def split_hashes(blob: bytes) -> tuple[bytes, ...]:
+    """Inverse of :func:`join_hashes`."""
+    if len(blob) % HASH_SIZE:
+        raise LogError("stored hash list is not a whole number of 32-byte hashes")
+    return tuple(blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE))
+
+
+class LedgerStore(ABC):
+    """Events, their hash chains and the Merkle log over them, for one database."""
+
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+
+    # -- backend -------------------------------------------------------------------
+
+    @abstractmethod
+    def _write(self, build: BuildEvents) -> tuple[int, list[Event]]:
+        """Run ``build`` and store its events in one transaction under the writer lock.
+
+        Returns the leaf index of the first event and the events stored. Raises what
+        ``build`` raises, :class:`~ledger.errors.ConstraintViolation` if the database's own
+        uniqueness checks refuse the rows, or :class:`~ledger.errors.StoreUnavailable`.
+        """
+
+    @abstractmethod
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run one read-only statement (``?`` placeholders) and return its rows."""
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one write statement in its own committed transaction."""
+
+    @abstractmethod
+    def _stream_key(self, stream_id: UUID) -> Any:
+        """The stream id as the backend stores it."""
+
+    @abstractmethod
+    def _stream_id(self, stored: Any) -> UUID:
+        """Inverse of :meth:`_stream_key`."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    @property
+    @abstractmethod
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgres"``."""
+
+    # -- appending -----------------------------------------------------------------
+
+    def append(
+        self,
+        drafts: Sequence[EventDraft],
+        *,
+        expected: Mapping[UUID, int] | None = None,
+    ) -> list[Receipt]:
+        """Store ``drafts`` as one all-or-nothing batch, chained onto their streams.
+
+        ``expected`` maps a stream to the sequence its caller last saw (0 for a new
+        stream); if the stream has moved on, :class:`StreamConflict` is raised and nothing
+        is stored. Streams not named in ``expected`` are appended at their current head.
+        """
+        if not drafts:
+            return []
+        expected = dict(expected or {})
+
+        def build(reader: WriteReader) -> list[Event]:
+            server_time = self.clock()
+            heads: dict[UUID, tuple[int, bytes | None]] = {}
+            events: list[Event] = []
+            for draft in drafts:
+                if draft.stream_id not in heads:
+                    current = reader.head(draft.stream_id)
+                    sequence, last_hash = current if current else (0, None)
+                    wanted = expected.get(draft.stream_id)
+                    if wanted is not None and wanted != sequence:
+                        raise StreamConflict(draft.stream_id, wanted + 1)
+                    heads[draft.stream_id] = (sequence, last_hash)
+                sequence, prev = heads[draft.stream_id]
+                envelope = build_envelope(
+                    draft,
+                    sequence=sequence + 1,
+                    prev=prev,
+                    server_time=server_time,
+                    event_id=draft.event_id or uuid.uuid4(),
+                )
+                event = Event.from_envelope(envelope)
+                heads[draft.stream_id] = (sequence + 1, event.hash)
+                events.append(event)
+            ids = [str(e.event_id) for e in events]
+            if len(set(ids)) != len(ids):
+                raise DuplicateEvent(next(i for i in ids if ids.count(i) > 1))
+            taken = reader.existing_event_ids(ids)
+            if taken:
+                raise DuplicateEvent(sorted(taken)[0])
+            return events
+
+        first, events = self._write(build)
+        return [
+            Receipt(
+                event_id=event.event_id,
+                stream_id=event.stream_id,
+                sequence=event.sequence,
+                leaf_index=first + offset,
+                event_hash=event.hash,
+                server_time=event.envelope["server_time"],
+            )
+            for offset, event in enumerate(events)
+        ]
+
+    # -- the tree --------------------------------------------------------------------
+
+    def tree_size(self) -> int:
+        rows = self._rows("SELECT MAX(leaf_index) AS last FROM ledger_log")
+        last = rows[0]["last"] if rows else None
+        return 0 if last is None else int(last) + 1
+
+    def fetch_nodes(self, nodes: Sequence[Node]) -> dict[Node, bytes]:
+        """Read stored complete-subtree hashes in one statement."""
+        wanted = sorted({merkle.node_id(n) for n in nodes})
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = self._rows(
+            f"SELECT node_id, hash FROM ledger_nodes WHERE node_id IN ({marks})", wanted
+        )
+        found = {int(r["node_id"]): bytes(r["hash"]) for r in rows}
+        result: dict[Node, bytes] = {}
+        for node in nodes:
+            key = merkle.node_id(node)
+            if key not in found:
+                raise LogError(f"the log has no node {node}: the tree is smaller than asked")
+            result[node] = found[key]
+        return result
+
+    def _hash_ranges(self, ranges: Sequence[merkle.Range]) -> list[bytes]:
+        stored = self.fetch_nodes(merkle.nodes_for_ranges(ranges))
+        return merkle.hash_ranges(ranges, stored)
+
+    def root(self, size: int) -> bytes:
+        """The tree head (MTH) of the first ``size`` leaves."""
+        if size == 0:
+            return merkle.empty_root()
+        return self._hash_ranges([(0, size)])[0]
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
+        try:
+            ranges = merkle.inclusion_ranges(index, size)
+        except ValueError as exc:
+            raise LogError(str(exc)) from exc
+        return self._hash_ranges(ranges)
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof from the tree of ``old_size`` to ``new_size`` leaves."""
+        try:
+            ranges = merkle.consistency_ranges(old_size, new_size)
+        except ValueError as exc:
+            raise LogError(str(exc)) from exc
+        return self._hash_ranges(ranges)
+
+    # -- reading events ----------------------------------------------------------------
+
+    def _entry(self, row: Row) -> LogEntry:
+        return LogEntry(
+            leaf_index=int(row["leaf_index"]),
+            event_id=UUID(row["event_id"]),
+            stream_id=self._stream_id(row["stream_id"]),
+            sequence=int(row["sequence"]),
+            leaf_hash=bytes(row["leaf_hash"]),
+            canonical=bytes(row["state"]),
+        )
+
+    _ENTRY_SELECT = (
+        "SELECT l.leaf_index, l.event_id, l.stream_id, l.sequence, l.leaf_hash, e.state "
+        "FROM ledger_log l LEFT JOIN stored_events e "
+        "ON e.originator_id = l.stream_id AND e.originator_version = l.sequence "
+    )
+
+    def entries(self, start: int, end: int) -> list[LogEntry]:
+        """Leaves ``[start, end)`` with their events' canonical bytes, in log order."""
+        rows = self._rows(
+            self._ENTRY_SELECT + "WHERE l.leaf_index >= ? AND l.leaf_index < ? "
+            "ORDER BY l.leaf_index",
+            [start, end],
+        )
+        return [self._entry(r) for r in rows]
+
+    def iter_entries(self, end: int, batch: int = 5000) -> Iterator[LogEntry]:
+        """Leaves ``[0, end)`` in log order, read in batches so memory stays flat."""
+        for start in range(0, end, batch):
+            yield from self.entries(start, min(end, start + batch))
+
+    def entry_for_event(self, event_id: UUID) -> LogEntry | None:
+        rows = self._rows(self._ENTRY_SELECT + "WHERE l.event_id = ?", [str(event_id)])
+        return self._entry(rows[0]) if rows else None
+
+    def read_stream(self, stream_id: UUID) -> list[Event]:
+        """Every event of one stream, in sequence order, decoded and re-validated."""
+        rows = self._rows(
+            "SELECT state FROM stored_events WHERE originator_id = ? ORDER BY originator_version",
+            [self._stream_key(stream_id)],
+        )
+        return [Event.from_canonical(bytes(r["state"])) for r in rows]
+
+    def count_events(self) -> int:
+        rows = self._rows("SELECT COUNT(*) AS n FROM stored_events")
+        return int(rows[0]["n"])
+
+    def count_nodes(self) -> int:
+        rows = self._rows("SELECT COUNT(*) AS n FROM ledger_nodes")
+        return int(rows[0]["n"])
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def _checkpoint(self, row: Row) -> StoredCheckpoint:
+        previous = row["previous_size"]
+        return StoredCheckpoint(
+            tree_size=int(row["tree_size"]),
+            root_hash=bytes(row["root_hash"]),
+            note=str(row["note"]),
+            previous_size=None if previous is None else int(previous),
+            consistency_proof=split_hashes(bytes(row["consistency_proof"])),
+            signed_at=str(row["signed_at"]),
+        )
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        rows = self._rows("SELECT * FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1")
+        return self._checkpoint(rows[0]) if rows else None
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        rows = self._rows("SELECT * FROM ledger_checkpoints ORDER BY tree_size")
+        return [self._checkpoint(r) for r in rows]
+
+    def checkpoint_covering(self, leaf_index: int) -> StoredCheckpoint | None:
+        """The smallest checkpoint whose tree contains ``leaf_index``."""
+        rows = self._rows(
+            "SELECT * FROM ledger_checkpoints WHERE tree_size > ? ORDER BY tree_size LIMIT 1",
+            [leaf_index],
+        )
+        return self._checkpoint(rows[0]) if rows else None
+
+    def insert_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        self._execute(
+            "INSERT INTO ledger_checkpoints "
+            "(tree_size, root_hash, note, previous_size, consistency_proof, signed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                checkpoint.tree_size,
+                checkpoint.root_hash,
+                checkpoint.note,
+                checkpoint.previous_size,
+                join_hashes(checkpoint.consistency_proof),
+                checkpoint.signed_at,
+            ],
+        )
+
+    def _timestamp(self, row: Row) -> StoredTimestamp:
+        return StoredTimestamp(
+            tree_size=int(row["tree_size"]),
+            response_der=bytes(row["response_der"]),
+            gen_time=str(row["gen_time"]),
+            tsa_url=str(row["tsa_url"]),
+            tsa_name=str(row["tsa_name"]),
+        )
+
+    def insert_timestamp(self, stamp: StoredTimestamp) -> None:
+        self._execute(
+            "INSERT INTO ledger_checkpoint_timestamps "
+            "(tree_size, response_der, gen_time, tsa_url, tsa_name) VALUES (?, ?, ?, ?, ?)",
+            [stamp.tree_size, stamp.response_der, stamp.gen_time, stamp.tsa_url, stamp.tsa_name],
+        )
+
+    def timestamps(self) -> dict[int, StoredTimestamp]:
+        rows = self._rows("SELECT * FROM ledger_checkpoint_timestamps")
+        return {int(r["tree_size"]): self._timestamp(r) for r in rows}
+
+    def timestamp_for(self, tree_size: int) -> StoredTimestamp | None:
+        rows = self._rows(
+            "SELECT * FROM ledger_checkpoint_timestamps WHERE tree_size = ?", [tree_size]
+        )
+        return self._timestamp(rows[0]) if rows else None
+
+    def untimestamped_checkpoints(self, limit: int = 100) -> list[StoredCheckpoint]:
+        rows = self._rows(
+            "SELECT c.* FROM ledger_checkpoints c LEFT JOIN ledger_checkpoint_timestamps t "
+            "ON t.tree_size = c.tree_size WHERE t.tree_size IS NULL "
+            "ORDER BY c.tree_size LIMIT ?",
+            [limit],
+        )
+        return [self._checkpoint(r) for r in rows]
+
+    # -- metadata ----------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM ledger_meta WHERE key = ?", [key])
+        return str(rows[0]["value"]) if rows else None
+
+    @abstractmethod
+    def claim_meta(self, key: str, value: str) -> str:
+        """Record ``value`` under ``key`` unless a value is already there; return the stored one."""

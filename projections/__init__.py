@@ -1,0 +1,1 @@
+"""Read models fed by the log: task state, KPI and compliance views."""

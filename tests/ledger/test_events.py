@@ -1,0 +1,169 @@
+"""The event envelope: canonical bytes, the event hash, and refusal of bad envelopes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import rfc8785
+
+from ledger.errors import InvalidEvent
+from ledger.events import (
+    Actor,
+    Event,
+    EventDraft,
+    RequestContext,
+    build_envelope,
+    canonical_bytes,
+)
+from ledger.store import LedgerStore
+from tests.factories import ALICE, PHONE, draft, otp_passed
+
+MOMENT = datetime(2026, 11, 22, 2, 30, 0, 123456, tzinfo=UTC)
+
+
+def envelope(d: EventDraft | None = None, **overrides: Any) -> dict[str, Any]:
+    built = build_envelope(
+        d or draft(),
+        sequence=1,
+        prev=None,
+        server_time=MOMENT,
+        event_id=uuid.UUID("00000000-0000-4000-8000-000000000001"),
+    )
+    built.update(overrides)
+    return built
+
+
+def test_canonical_bytes_are_rfc8785_and_hash_is_the_rfc9162_leaf_hash() -> None:
+    fields = envelope()
+    event = Event.from_envelope(fields)
+    assert event.canonical == rfc8785.dumps(fields)
+    assert event.hash == hashlib.sha256(b"\x00" + event.canonical).digest()
+    # For envelopes without floats or non-BMP keys, JCS equals sorted-key compact JSON
+    # with UTF-8 text unescaped: an independent cross-check of the encoding.
+    plain = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert event.canonical == plain.encode("utf-8")
+    assert "王芳 Wang Fang" in event.canonical.decode("utf-8")
+
+
+def test_jcs_sorts_keys_by_utf16_code_units() -> None:
+    # RFC 8785 section 3.2.3 orders keys by UTF-16 code units, not code points: U+10000
+    # (surrogates D800 DC00) sorts before U+FB01 although its code point is larger.
+    event = Event.from_envelope(envelope(data={"\ufb01": 1, "\U00010000": 2}))
+    text = event.canonical.decode("utf-8")
+    assert text.index("\U00010000") < text.index("\ufb01")
+
+
+def test_server_time_is_utc_with_microseconds() -> None:
+    assert envelope()["server_time"] == "2026-11-22T02:30:00.123456Z"
+
+
+def test_stored_bytes_round_trip_and_non_canonical_bytes_are_refused() -> None:
+    event = Event.from_envelope(envelope())
+    assert Event.from_canonical(event.canonical).hash == event.hash
+    pretty = json.dumps(envelope(), indent=1, ensure_ascii=False).encode()
+    with pytest.raises(InvalidEvent, match="canonical"):
+        Event.from_canonical(pretty)
+
+
+def test_identity_factors_are_recorded_without_secrets() -> None:
+    d = replace(draft(), identity_factors=(otp_passed(),))
+    event = Event.from_envelope(envelope(d))
+    factor = event.envelope["identity_factors"][0]
+    assert factor == {
+        "factor": "sms_otp",
+        "method": "sms",
+        "result": "passed",
+        "provider_reference": "gw-1",
+        "verified_at": "2026-11-22T02:00:00.000000Z",
+    }
+
+
+def test_ipv6_is_recorded_in_normal_form() -> None:
+    d = replace(draft(), context=replace(PHONE, ip="2001:DB8:0:0:0:0:0:1"))
+    assert Event.from_envelope(envelope(d)).envelope["context"]["ip"] == "2001:db8::1"
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
+
+BAD_ENVELOPES: list[tuple[str, dict[str, Any], str]] = [
+    ("float amount", {"data": {"amount": 6000.5}}, "float"),
+    ("nested float", {"data": {"items": [{"price": 1.0}]}}, "float"),
+    ("huge integer", {"data": {"n": 2**60}}, "2\\^53"),
+    ("unknown type", {"type": "task.teleported"}, "not a known event type"),
+    ("missing actor", {"actor": None}, "actor: is required"),
+    ("blank actor id", {"actor": {**ALICE.to_json(), "id": " "}}, "actor.id"),
+    ("oversize name", {"actor": {**ALICE.to_json(), "display_name": "x" * 257}}, "257"),
+    ("oversize user agent", {"context": {**PHONE.to_json(), "user_agent": "u" * 1025}}, "1025"),
+    ("malformed ip", {"context": {**PHONE.to_json(), "ip": "300.1.2.3"}}, "context.ip"),
+    ("extra field", {"colour": "blue"}, "unknown fields"),
+    ("bad uuid", {"event_id": "not-a-uuid"}, "event_id"),
+    ("upper-case uuid", {"stream_id": str(uuid.uuid4()).upper()}, "canonical lowercase"),
+    ("zero sequence", {"sequence": 0}, "sequence"),
+    ("boolean sequence", {"sequence": True}, "sequence"),
+    ("local time", {"server_time": "2026-11-22T10:30:00+08:00"}, "server_time"),
+    ("prev on first event", {"prev": "00" * 32}, "prev"),
+    ("deep data", {"data": nested(20)}, "deeper"),
+    ("lone surrogate", {"data": {"note": "\ud800"}}, "surrogate"),
+    ("oversize envelope", {"data": {f"k{i}": "v" * 60000 for i in range(5)}}, "more than"),
+    ("unknown identity factor", {"identity_factors": [{
+        "factor": "telepathy", "method": "m", "result": "passed",
+        "provider_reference": None, "verified_at": "2026-11-22T02:00:00.000000Z"}]}, "factor"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides", "message"), BAD_ENVELOPES, ids=[c[0] for c in BAD_ENVELOPES]
+)
+def test_bad_envelope_is_refused_with_a_clear_error(
+    case: str, overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidEvent, match=message):
+        Event.from_envelope(envelope(**overrides))
+
+
+def test_later_event_needs_prev_hash() -> None:
+    with pytest.raises(InvalidEvent, match="prev"):
+        Event.from_envelope(envelope(sequence=2, prev=None))
+    with pytest.raises(InvalidEvent, match="prev"):
+        Event.from_envelope(envelope(sequence=2, prev="XYZ"))
+    Event.from_envelope(envelope(sequence=2, prev="ab" * 32))
+
+
+def test_canonical_bytes_refuse_non_json_values() -> None:
+    with pytest.raises(InvalidEvent):
+        canonical_bytes({"when": datetime.now(UTC)})
+
+
+REFUSED_DRAFTS = [
+    ("float", draft(data={"amount": 1.5}), "float"),
+    ("bad ip", draft(context=RequestContext(ip="10.0.0.256")), "IPv4 or IPv6"),
+    ("unknown type", replace(draft(), type="invoice.paid"), "not a known event type"),
+    ("missing actor", replace(draft(), actor=None), "actor"),  # type: ignore[arg-type]
+    ("oversize field", draft(actor=Actor(id="a" * 300, display_name="n", role="r")), "300"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "bad", "message"), REFUSED_DRAFTS, ids=[c[0] for c in REFUSED_DRAFTS]
+)
+def test_refused_event_stores_nothing_even_in_a_batch(
+    store: LedgerStore, case: str, bad: EventDraft, message: str
+) -> None:
+    stream = uuid.uuid4()
+    store.append([draft(stream)])
+    before = (store.tree_size(), store.count_events(), store.count_nodes())
+    with pytest.raises(InvalidEvent, match=message):
+        store.append([draft(stream), draft(), bad])
+    assert (store.tree_size(), store.count_events(), store.count_nodes()) == before
+    assert len(store.read_stream(stream)) == 1

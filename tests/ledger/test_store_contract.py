@@ -1,0 +1,211 @@
+"""One contract for every event-store backend, run against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger.errors import DuplicateEvent, StoreError, StreamConflict
+from ledger.store import LedgerStore
+from tests.factories import BOB, draft
+from tests.reference_merkle import ReferenceTree
+
+MakeStore = Callable[[], LedgerStore]
+
+
+class LedgerStoreContract:
+    """Behaviour every backend must show. Subclasses provide ``make_store``."""
+
+    @pytest.fixture
+    def make_store(self) -> Iterator[MakeStore]:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def store(self, make_store: MakeStore) -> LedgerStore:
+        return make_store()
+
+    def test_appends_get_consecutive_leaves_in_commit_order(self, store: LedgerStore) -> None:
+        first = store.append([draft(), draft()])
+        second = store.append([draft()])
+        assert [r.leaf_index for r in first + second] == [0, 1, 2]
+        assert store.tree_size() == 3
+        assert [e.event_id for e in store.entries(0, 3)] == [r.event_id for r in first + second]
+
+    def test_each_stream_is_a_hash_chain(self, store: LedgerStore) -> None:
+        stream = uuid.uuid4()
+        receipts = [store.append([draft(stream)])[0] for _ in range(4)]
+        receipts += store.append([draft(stream), draft(stream, actor=BOB)])
+        events = store.read_stream(stream)
+        assert [e.sequence for e in events] == [1, 2, 3, 4, 5, 6]
+        assert events[0].prev is None
+        for before, after in itertools.pairwise(events):
+            assert after.prev == before.hash
+        assert [e.hash for e in events] == [r.event_hash for r in receipts]
+
+    def test_stale_expected_sequence_is_a_conflict_and_stores_nothing(
+        self, store: LedgerStore
+    ) -> None:
+        stream = uuid.uuid4()
+        store.append([draft(stream)], expected={stream: 0})
+        with pytest.raises(StreamConflict, match="sequence 1"):
+            store.append([draft(stream), draft()], expected={stream: 0})
+        assert store.tree_size() == 1
+        store.append([draft(stream)], expected={stream: 1})
+        assert len(store.read_stream(stream)) == 2
+
+    def test_racing_writers_on_one_stream_never_both_win(self, make_store: MakeStore) -> None:
+        writers = [make_store(), make_store()]
+        stream = uuid.uuid4()
+        writers[0].append([draft(stream)])
+        for round_ in range(15):
+            seen = len(writers[0].read_stream(stream))
+            barrier = threading.Barrier(2)
+            outcomes: list[str] = []
+
+            def write(store: LedgerStore, barrier: threading.Barrier = barrier) -> None:
+                barrier.wait()
+                try:
+                    store.append([draft(stream)], expected={stream: seen})  # noqa: B023
+                    outcomes.append("won")  # noqa: B023
+                except StreamConflict:
+                    outcomes.append("conflict")  # noqa: B023
+
+            threads = [threading.Thread(target=write, args=(w,)) for w in writers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert sorted(outcomes) == ["conflict", "won"], round_
+            assert len(writers[1].read_stream(stream)) == seen + 1
+        size = writers[0].tree_size()
+        assert size == 16 and writers[0].count_events() == 16
+
+    def test_concurrent_writers_lose_nothing_and_leave_no_gap(self, make_store: MakeStore) -> None:
+        writers = [make_store() for _ in range(4)]
+        streams = [uuid.uuid4() for _ in range(3)]
+        acknowledged: list[uuid.UUID] = []
+        lock = threading.Lock()
+
+        def write(store: LedgerStore, worker: int) -> None:
+            for i in range(25):
+                receipts = store.append(
+                    [draft(streams[(worker + i) % 3]) for _ in range(i % 3 + 1)]
+                )
+                with lock:
+                    acknowledged.extend(r.event_id for r in receipts)
+
+        threads = [threading.Thread(target=write, args=(w, n)) for n, w in enumerate(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        store = writers[0]
+        size = store.tree_size()
+        entries = store.entries(0, size)
+        assert [e.leaf_index for e in entries] == list(range(size))
+        assert sorted(e.event_id for e in entries) == sorted(acknowledged)
+        assert len(set(acknowledged)) == len(acknowledged) == store.count_events()
+        for stream in streams:
+            events = store.read_stream(stream)
+            for before, after in itertools.pairwise(events):
+                assert after.prev == before.hash
+        assert store.root(size) == ReferenceTree([e.canonical for e in entries]).root(size)
+
+    def test_a_second_process_view_extends_the_same_tree(self, make_store: MakeStore) -> None:
+        one, two = make_store(), make_store()
+        one.append([draft() for _ in range(5)])
+        two.append([draft() for _ in range(3)])  # two's right-edge cache is cold
+        one.append([draft() for _ in range(4)])  # one's cache is stale: must re-read
+        entries = one.entries(0, 12)
+        assert one.root(12) == ReferenceTree([e.canonical for e in entries]).root(12)
+        assert two.root(12) == one.root(12)
+
+    def test_duplicate_event_id_is_refused_and_stores_nothing(self, store: LedgerStore) -> None:
+        event_id = uuid.uuid4()
+        store.append([draft(event_id=event_id)])
+        with pytest.raises(DuplicateEvent, match=str(event_id)):
+            store.append([draft(), draft(event_id=event_id)])
+        other = uuid.uuid4()
+        with pytest.raises(DuplicateEvent, match=str(other)):
+            store.append([draft(event_id=other), draft(event_id=other)])
+        assert store.tree_size() == 1 and store.count_events() == 1
+
+    def test_events_survive_reopening(self, make_store: MakeStore) -> None:
+        first = make_store()
+        receipts = first.append([draft() for _ in range(9)])
+        root = first.root(9)
+        first.close()
+        again = make_store()
+        assert again.tree_size() == 9
+        assert again.root(9) == root
+        entry = again.entry_for_event(receipts[4].event_id)
+        assert entry is not None and entry.leaf_index == 4
+        assert entry.leaf_hash == receipts[4].event_hash
+        assert again.entry_for_event(uuid.uuid4()) is None
+
+    def test_log_tables_refuse_update_and_delete(self, store: LedgerStore) -> None:
+        store.append([draft()])
+        for statement in (
+            "UPDATE ledger_log SET sequence = 7",
+            "DELETE FROM ledger_nodes",
+            "UPDATE stored_events SET topic = 'x'",
+            "DELETE FROM stored_events",
+        ):
+            with pytest.raises(StoreError, match="append-only"):
+                store._execute(statement)
+        assert store.tree_size() == 1 and store.count_nodes() == 1
+
+    def test_metadata_is_claimed_once(self, store: LedgerStore) -> None:
+        assert store.claim_meta("origin", "log-a") == "log-a"
+        assert store.claim_meta("origin", "log-b") == "log-a"
+        assert store.meta("origin") == "log-a"
+        assert store.meta("missing") is None
+
+
+class TestSQLiteStore(LedgerStoreContract):
+    @pytest.fixture
+    def make_store(self, tmp_path: Path) -> Iterator[MakeStore]:
+        from ledger.sqlite_store import SQLiteLedgerStore
+
+        opened: list[LedgerStore] = []
+
+        def make() -> LedgerStore:
+            opened.append(SQLiteLedgerStore(tmp_path / "ledger.sqlite3"))
+            return opened[-1]
+
+        yield make
+        for s in opened:
+            s.close()
+
+    def test_sqlite_writes_are_fully_durable(self, store: LedgerStore) -> None:
+        rows = store._rows("PRAGMA synchronous")
+        assert rows[0][0] == 2  # FULL: the WAL is fsynced at every commit
+        assert store._rows("PRAGMA journal_mode")[0][0] == "wal"
+
+
+@pytest.mark.postgres
+class TestPostgresStore(LedgerStoreContract):
+    @pytest.fixture
+    def make_store(self, postgres_url: str) -> Iterator[MakeStore]:
+        from ledger.postgres_store import PostgresLedgerStore
+
+        opened: list[LedgerStore] = []
+
+        def make() -> LedgerStore:
+            opened.append(PostgresLedgerStore(postgres_url))
+            return opened[-1]
+
+        yield make
+        for s in opened:
+            s.close()
+
+    def test_postgres_refuses_truncate(self, store: LedgerStore) -> None:
+        store.append([draft()])
+        with pytest.raises(StoreError, match="append-only"):
+            store._execute("TRUNCATE ledger_log")
+        assert store.tree_size() == 1

@@ -1,0 +1,1 @@
+"""Implementation details of the verifier; import the public names from ``verifier``."""
