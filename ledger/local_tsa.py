@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 
+from ledger.errors import ConfigurationError
+
 __all__ = [
     "LOCAL_TSA_POLICY_OID",
     "ROOT_COMMON_NAME",
@@ -77,7 +79,7 @@ MAX_REQUEST_BYTES: Final = 16 * 1024
 _IMPRINT_SIZES: Final[dict[str, int]] = {"sha256": 32, "sha384": 48, "sha512": 64}
 
 
-class LocalTsaError(Exception):
+class LocalTsaError(ConfigurationError):
     """The local TSA's files are missing, incomplete, unreadable or inconsistent."""
 
 

@@ -43,6 +43,8 @@ from rfc3161_client import (
     VerifierBuilder,
 )
 
+from ledger.errors import LedgerError
+
 __all__ = [
     "MAX_RESPONSE_BYTES",
     "TimestampClient",
@@ -74,7 +76,7 @@ _REQUEST_HASHES: Final[dict[str, HashAlgorithm]] = {
 }
 
 
-class TimestampError(Exception):
+class TimestampError(LedgerError):
     """Root of the timestamping errors."""
 
 
