@@ -168,6 +168,16 @@ def audit(
         progress(size, size)
     report.streams = len(heads)
 
+    for stream_id, sequence, canonical in store.events_without_leaves():
+        try:
+            named = f"event {Event.from_canonical(canonical).event_id}"
+        except InvalidEvent:
+            named = "an unreadable event"
+        report.add(
+            "event",
+            f"{named} (stream {stream_id}, sequence {sequence})",
+            "is stored but has no leaf in the log",
+        )
     stored_events = store.count_events()
     if stored_events != size:
         report.add(

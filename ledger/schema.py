@@ -53,6 +53,19 @@ CREATE TABLE IF NOT EXISTS ledger_meta (
 """
 
 
+# Every unique key of each guarded table. SQLite's INSERT OR REPLACE deletes a clashing
+# row without firing DELETE triggers (unless the writer's own connection enables
+# recursive_triggers), so each key also gets a trigger refusing an insert that clashes.
+_SQLITE_UNIQUE_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
+    EVENTS_TABLE: (("originator_id", "originator_version"),),
+    "ledger_log": (("leaf_index",), ("event_id",), ("stream_id", "sequence")),
+    "ledger_nodes": (("node_id",),),
+    "ledger_checkpoints": (("tree_size",),),
+    "ledger_checkpoint_timestamps": (("tree_size",),),
+    "ledger_meta": (("key",),),
+}
+
+
 def sqlite_statements() -> list[str]:
     """DDL for SQLite: integer keys are rowid aliases, stream ids are hex like eventsourcing's."""
     tables = _TABLES.format(int="INTEGER", blob="BLOB", stream="TEXT")
@@ -63,6 +76,19 @@ def sqlite_statements() -> list[str]:
                 f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} "
                 f"BEFORE {action} ON {table} "
                 f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {action} refused'); END"
+            )
+        # ledger_meta is claimed with INSERT OR IGNORE: a clash there is ignored, not refused.
+        outcome = (
+            "IGNORE"
+            if table == "ledger_meta"
+            else f"ABORT, '{table} is append-only: REPLACE refused'"
+        )
+        for number, columns in enumerate(_SQLITE_UNIQUE_KEYS[table]):
+            match = " AND ".join(f"{c} = NEW.{c}" for c in columns)
+            statements.append(
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_replace_{number} "
+                f"BEFORE INSERT ON {table} WHEN EXISTS (SELECT 1 FROM {table} WHERE {match}) "
+                f"BEGIN SELECT RAISE({outcome}); END"
             )
     return statements
 

@@ -262,7 +262,8 @@ class LedgerStore(ABC):
             stream_id=self._stream_id(row["stream_id"]),
             sequence=int(row["sequence"]),
             leaf_hash=bytes(row["leaf_hash"]),
-            canonical=bytes(row["state"]),
+            # A log row whose event row is gone joins to NULL: the audit names it.
+            canonical=b"" if row["state"] is None else bytes(row["state"]),
         )
 
     _ENTRY_SELECT = (
@@ -296,6 +297,19 @@ class LedgerStore(ABC):
             [self._stream_key(stream_id)],
         )
         return [Event.from_canonical(bytes(r["state"])) for r in rows]
+
+    def events_without_leaves(self, limit: int = 100) -> list[tuple[UUID, int, bytes]]:
+        """Stored events the log has no leaf for: ``(stream, sequence, canonical bytes)``."""
+        rows = self._rows(
+            "SELECT e.originator_id AS stream_id, e.originator_version AS sequence, e.state "
+            "FROM stored_events e LEFT JOIN ledger_log l "
+            "ON l.stream_id = e.originator_id AND l.sequence = e.originator_version "
+            "WHERE l.leaf_index IS NULL ORDER BY e.originator_id, e.originator_version LIMIT ?",
+            [limit],
+        )
+        return [
+            (self._stream_id(r["stream_id"]), int(r["sequence"]), bytes(r["state"])) for r in rows
+        ]
 
     def count_events(self) -> int:
         rows = self._rows("SELECT COUNT(*) AS n FROM stored_events")
