@@ -93,8 +93,8 @@ class _TreeRebuilder:
 
 
 def expected_node_count(size: int) -> int:
-    """How many complete subtrees a tree of ``size`` leaves has."""
-    total, level_size = 0, size
+    """How many complete subtrees above the leaves a tree of ``size`` leaves has."""
+    total, level_size = 0, size // 2
     while level_size:
         total += level_size
         level_size //= 2
@@ -150,7 +150,8 @@ def audit(
             tree.push(b"\x00" * merkle.HASH_SIZE)
         _check_entry(entry, report, heads)
         for node, value in tree.push(entry.leaf_hash):
-            pending_nodes[merkle.node_id(node)] = value
+            if node[0] > 0:  # leaf hashes were checked against the event just above
+                pending_nodes[merkle.node_id(node)] = value
         if len(pending_nodes) >= NODE_BATCH:
             compare_nodes()
         if tree.size in by_size:

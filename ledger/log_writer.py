@@ -1,26 +1,29 @@
-"""The part of a write transaction that is the same on every backend.
+"""The body of an append transaction, the same on every backend.
 
-Statements use ``?`` placeholders (a backend translates them). Given a ``query``
-function, it reads the tree size and the right-edge nodes, appends the new leaves and
-stores every newly complete subtree.
+A backend opens the transaction and takes the writer lock; :class:`LogWriter` then reads
+the tree size, builds the events, and writes the events, their leaves and every newly
+complete subtree. Statements use ``?`` placeholders (a backend translates them).
+
+Leaf hashes (level 0) live only in ``ledger_log``; ``ledger_nodes`` holds the subtrees of
+level 1 and up. :func:`select_nodes` reads any mix of both in one statement.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 from uuid import UUID
 
 from ledger import merkle
 from ledger.events import Event
 from ledger.merkle import Node
 
-Query = Callable[[str, Sequence[Any]], list[Any]]
-InsertMany = Callable[[str, list[tuple[Any, ...]]], None]
-
 SELECT_SIZE = "SELECT MAX(leaf_index) FROM ledger_log"
 SELECT_HEAD = (
-    "SELECT sequence, leaf_hash FROM ledger_log WHERE stream_id = ? ORDER BY sequence DESC LIMIT 1"
+    "SELECT originator_version, state FROM stored_events WHERE originator_id = ? "
+    "ORDER BY originator_version DESC LIMIT 1"
 )
 INSERT_LEAF = (
     "INSERT INTO ledger_log (leaf_index, event_id, stream_id, sequence, leaf_hash) "
@@ -29,73 +32,133 @@ INSERT_LEAF = (
 INSERT_NODE = "INSERT INTO ledger_nodes (node_id, hash) VALUES (?, ?)"
 
 
-class FrontierCache:
-    """The right edge of the tree as of the last commit this process made.
+def select_nodes(nodes: Sequence[Node]) -> tuple[str, list[int]]:
+    """One statement reading the hashes of ``nodes``; rows are ``(node_id, hash)``."""
+    leaves = sorted({index for level, index in nodes if level == 0})
+    upper = sorted({merkle.node_id(n) for n in nodes if n[0] > 0})
+    parts: list[str] = []
+    if upper:
+        marks = ",".join("?" * len(upper))
+        parts.append(f"SELECT node_id, hash FROM ledger_nodes WHERE node_id IN ({marks})")
+    if leaves:
+        marks = ",".join("?" * len(leaves))
+        parts.append(
+            f"SELECT leaf_index AS node_id, leaf_hash AS hash FROM ledger_log "
+            f"WHERE leaf_index IN ({marks})"
+        )
+    return " UNION ALL ".join(parts), upper + leaves
 
-    Only a hint: the transaction re-reads the tree size under the writer lock and uses the
-    cache only when the size still matches, so another writer is never missed.
+
+class Transaction(Protocol):
+    """What a backend offers inside its write transaction."""
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]: ...
+
+    def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
+
+    def insert_events(self, events: Sequence[Event]) -> None: ...
+
+
+@dataclass
+class _Edge:
+    """The tree's right edge and the stream heads, as of one tree size."""
+
+    size: int = -1
+    frontier: dict[Node, bytes] = field(default_factory=dict)
+    heads: dict[UUID, tuple[int, bytes]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one transaction wrote, kept until it is known to have committed."""
+
+    first: int
+    events: list[Event]
+    edge: _Edge
+
+
+class LogWriter:
+    """Appends events and their leaves; remembers the right edge between appends.
+
+    The memory is only a shortcut: each transaction re-reads the tree size under the writer
+    lock and trusts what it remembers only if the size is the one this process last
+    committed. Every append grows the tree, so a write by any other process or host is
+    always noticed, and then everything is read from the database.
     """
 
-    def __init__(self) -> None:
-        self.size = -1
-        self.nodes: dict[Node, bytes] = {}
+    def __init__(self, stream_key: Callable[[UUID], Any]) -> None:
+        self.lock = threading.Lock()
+        self._stream_key = stream_key
+        self._edge = _Edge()
 
-    def load(self, size: int, query: Query) -> dict[Node, bytes]:
-        if size == self.size:
-            return dict(self.nodes)
-        wanted = merkle.frontier(size)
-        if not wanted:
-            return {}
-        ids = [merkle.node_id(n) for n in wanted]
-        marks = ",".join("?" * len(ids))
-        rows = query(f"SELECT node_id, hash FROM ledger_nodes WHERE node_id IN ({marks})", ids)
-        found = {int(r[0]): bytes(r[1]) for r in rows}
-        missing = [n for n in wanted if merkle.node_id(n) not in found]
-        if missing:
-            raise RuntimeError(f"log storage is missing right-edge nodes {missing}")
-        return {n: found[merkle.node_id(n)] for n in wanted}
+    def write(self, tx: Transaction, build: Callable[[Any], list[Event]]) -> Written:
+        """The transaction body; call with :attr:`lock` held and the writer lock taken."""
+        rows = tx.query(SELECT_SIZE, [])
+        size = 0 if rows[0][0] is None else int(rows[0][0]) + 1
+        if self._edge.size == size:
+            edge = _Edge(size, dict(self._edge.frontier), dict(self._edge.heads))
+        else:
+            edge = _Edge(size, _read_frontier(tx, size), {})
+        events = build(_HeadReader(tx, edge.heads, self._stream_key))
+        tx.insert_events(events)
+        tx.insert_many(
+            INSERT_LEAF,
+            [
+                (size + i, str(e.event_id), self._stream_key(e.stream_id), e.sequence, e.hash)
+                for i, e in enumerate(events)
+            ],
+        )
+        created = merkle.append_leaves(size, edge.frontier, [e.hash for e in events])
+        upper = [(merkle.node_id(node), value) for node, value in created if node[0] > 0]
+        if upper:
+            tx.insert_many(INSERT_NODE, upper)
+        new_size = size + len(events)
+        edge.frontier = {n: edge.frontier[n] for n in merkle.frontier(new_size)}
+        for event in events:
+            edge.heads[event.stream_id] = (event.sequence, event.hash)
+        edge.size = new_size
+        return Written(size, events, edge)
 
-    def keep(self, size: int, known: dict[Node, bytes]) -> None:
-        wanted = merkle.frontier(size)
-        self.size = size
-        self.nodes = {n: known[n] for n in wanted}
+    def committed(self, written: Written) -> None:
+        self._edge = written.edge
+
+    def forget(self) -> None:
+        """After a failed or uncertain commit, trust nothing remembered."""
+        self._edge = _Edge()
 
 
-class TransactionReader:
-    """The :class:`~ledger.store.WriteReader` of one write transaction."""
+class _HeadReader:
+    """The :class:`~ledger.store.WriteReader` of one transaction."""
 
-    def __init__(self, query: Query, stream_key: Callable[[UUID], Any]) -> None:
-        self._query = query
+    def __init__(
+        self,
+        tx: Transaction,
+        heads: dict[UUID, tuple[int, bytes]],
+        stream_key: Callable[[UUID], Any],
+    ) -> None:
+        self._tx = tx
+        self._heads = heads
         self._stream_key = stream_key
 
     def head(self, stream_id: UUID) -> tuple[int, bytes] | None:
-        rows = self._query(SELECT_HEAD, [self._stream_key(stream_id)])
-        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
-
-    def existing_event_ids(self, event_ids: Sequence[str]) -> set[str]:
-        marks = ",".join("?" * len(event_ids))
-        rows = self._query(
-            f"SELECT event_id FROM ledger_log WHERE event_id IN ({marks})", list(event_ids)
-        )
-        return {str(r[0]) for r in rows}
-
-
-def current_size(query: Query) -> int:
-    rows = query(SELECT_SIZE, [])
-    last = rows[0][0] if rows else None
-    return 0 if last is None else int(last) + 1
+        known = self._heads.get(stream_id)
+        if known is not None:
+            return known
+        rows = self._tx.query(SELECT_HEAD, [self._stream_key(stream_id)])
+        if not rows:
+            return None
+        head = int(rows[0][0]), merkle.leaf_hash(bytes(rows[0][1]))
+        self._heads[stream_id] = head
+        return head
 
 
-def leaf_rows(
-    first: int, events: Sequence[Event], stream_key: Callable[[UUID], Any]
-) -> list[tuple[Any, ...]]:
-    return [
-        (first + i, str(e.event_id), stream_key(e.stream_id), e.sequence, e.hash)
-        for i, e in enumerate(events)
-    ]
-
-
-def grow(size: int, known: dict[Node, bytes], events: Sequence[Event]) -> list[tuple[int, bytes]]:
-    """Node rows ``(node_id, hash)`` to insert for appending ``events`` at ``size``."""
-    created = merkle.append_leaves(size, known, [e.hash for e in events])
-    return [(merkle.node_id(node), value) for node, value in created]
+def _read_frontier(tx: Transaction, size: int) -> dict[Node, bytes]:
+    wanted = merkle.frontier(size)
+    if not wanted:
+        return {}
+    sql, params = select_nodes(wanted)
+    found = {int(r[0]): bytes(r[1]) for r in tx.query(sql, params)}
+    missing = [n for n in wanted if merkle.node_id(n) not in found]
+    if missing:
+        raise RuntimeError(f"log storage is missing right-edge nodes {missing}")
+    return {n: found[merkle.node_id(n)] for n in wanted}

@@ -76,6 +76,37 @@ def datastore_from_url(url: str, *, pool_size: int = 4) -> PostgresDatastore:
     )
 
 
+class _PostgresWrite:
+    """The :class:`~ledger.log_writer.Transaction` of one PostgreSQL write."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], recorder: LedgerPostgresRecorder) -> None:
+        self._cursor = cursor
+        self._recorder = recorder
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        self._cursor.execute(_pg(sql), params)
+        return [tuple(row.values()) for row in self._cursor.fetchall()]
+
+    def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self._cursor.executemany(_pg(sql), rows)
+
+    def insert_events(self, events: Sequence[Event]) -> None:
+        # eventsourcing's unnest() insert, without its own table lock (already held).
+        PostgresAggregateRecorder._insert_stored_events(
+            self._recorder,
+            self._cursor,
+            [
+                StoredEvent(
+                    originator_id=e.stream_id,
+                    originator_version=e.sequence,
+                    topic=e.type,
+                    state=e.canonical,
+                )
+                for e in events
+            ],
+        )
+
+
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
     """eventsourcing's application recorder; the ledger adds its tables beside it."""
 
@@ -92,7 +123,7 @@ class PostgresLedgerStore(LedgerStore):
         except PersistenceError as exc:
             self.datastore.close()
             raise StoreUnavailable(f"cannot open the PostgreSQL ledger: {exc}") from exc
-        self._frontier = log_writer.FrontierCache()
+        self._writer = log_writer.LogWriter(self._stream_key)
 
     def _create_tables(self) -> None:
         with self.datastore.transaction(commit=True) as cursor:
@@ -114,50 +145,26 @@ class PostgresLedgerStore(LedgerStore):
         return stored if isinstance(stored, UUID) else UUID(str(stored))
 
     def _write(self, build: BuildEvents) -> tuple[int, list[Event]]:
-        try:
-            with (
-                self.datastore.get_connection() as connection,
-                connection.transaction(),
-                connection.cursor() as cursor,
-            ):
-                first, events, known = self._write_in(cursor, build)
-        except IntegrityError as exc:
-            raise ConstraintViolation(f"the ledger database refused the rows: {exc}") from exc
-        except PersistenceError as exc:
-            raise StoreUnavailable(f"the ledger database refused the write: {exc}") from exc
-        self._frontier.keep(first + len(events), known)
-        return first, events
-
-    def _write_in(
-        self, cursor: psycopg.Cursor[Any], build: BuildEvents
-    ) -> tuple[int, list[Event], dict[Any, bytes]]:
-        self.recorder._lock_table(cursor)
-
-        def query(sql: str, params: Sequence[Any]) -> list[Any]:
-            cursor.execute(_pg(sql), params)
-            return [tuple(row.values()) for row in cursor.fetchall()]
-
-        size = log_writer.current_size(query)
-        known = self._frontier.load(size, query)
-        events = build(log_writer.TransactionReader(query, self._stream_key))
-        PostgresAggregateRecorder._insert_stored_events(
-            self.recorder,
-            cursor,
-            [
-                StoredEvent(
-                    originator_id=e.stream_id,
-                    originator_version=e.sequence,
-                    topic=e.type,
-                    state=e.canonical,
-                )
-                for e in events
-            ],
-        )
-        cursor.executemany(
-            _pg(log_writer.INSERT_LEAF), log_writer.leaf_rows(size, events, self._stream_key)
-        )
-        cursor.executemany(_pg(log_writer.INSERT_NODE), log_writer.grow(size, known, events))
-        return size, events, known
+        with self._writer.lock:
+            try:
+                with (
+                    self.datastore.get_connection() as connection,
+                    connection.transaction(),
+                    connection.cursor() as cursor,
+                ):
+                    self.recorder._lock_table(cursor)
+                    written = self._writer.write(_PostgresWrite(cursor, self.recorder), build)
+            except IntegrityError as exc:
+                self._writer.forget()
+                raise ConstraintViolation(f"the ledger database refused the rows: {exc}") from exc
+            except PersistenceError as exc:
+                self._writer.forget()
+                raise StoreUnavailable(f"the ledger database refused the write: {exc}") from exc
+            except BaseException:
+                self._writer.forget()
+                raise
+            self._writer.committed(written)
+        return written.first, written.events
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:

@@ -1,9 +1,10 @@
 """Tables the ledger keeps beside eventsourcing's ``stored_events``, for both backends.
 
 ``stored_events`` (eventsourcing's own table) holds each event's canonical bytes keyed by
-stream and sequence. The tables here hold the Merkle log: one row per leaf, one row per
-complete subtree, the signed checkpoints, their timestamp tokens and a little metadata.
-Every one of them is append-only; :data:`GUARDED_TABLES` are refused UPDATE and DELETE.
+stream and sequence. The tables here hold the Merkle log: one row per leaf (with its hash),
+one row per complete subtree above the leaves, the signed checkpoints, their timestamp
+tokens and a little metadata. Every one of them is append-only: :data:`GUARDED_TABLES` are
+refused UPDATE and DELETE.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ CREATE TABLE IF NOT EXISTS ledger_log (
     event_id TEXT NOT NULL UNIQUE,
     stream_id {stream} NOT NULL,
     sequence {int} NOT NULL,
-    leaf_hash {blob} NOT NULL,
-    UNIQUE (stream_id, sequence)
+    leaf_hash {blob} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS ledger_nodes (
     node_id {int} PRIMARY KEY,
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS ledger_meta (
 # recursive_triggers), so each key also gets a trigger refusing an insert that clashes.
 _SQLITE_UNIQUE_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     EVENTS_TABLE: (("originator_id", "originator_version"),),
-    "ledger_log": (("leaf_index",), ("event_id",), ("stream_id", "sequence")),
+    "ledger_log": (("leaf_index",), ("event_id",)),
     "ledger_nodes": (("node_id",),),
     "ledger_checkpoints": (("tree_size",),),
     "ledger_checkpoint_timestamps": (("tree_size",),),

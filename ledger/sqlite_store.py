@@ -16,6 +16,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
 from eventsourcing.sqlite import (
+    SQLiteAggregateRecorder,
     SQLiteApplicationRecorder,
     SQLiteConnection,
     SQLiteConnectionPool,
@@ -52,6 +53,38 @@ class _ImmediateTransaction(SQLiteTransaction):
         return cursor
 
 
+class _SQLiteWrite:
+    """The :class:`~ledger.log_writer.Transaction` of one SQLite write."""
+
+    def __init__(self, cursor: SQLiteCursor, recorder: LedgerSQLiteRecorder) -> None:
+        self._cursor = cursor
+        self._recorder = recorder
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        self._cursor.execute(sql, params)
+        return list(self._cursor.fetchall())
+
+    def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self._cursor.executemany(sql, rows)
+
+    def insert_events(self, events: Sequence[Event]) -> None:
+        # The aggregate recorder's executemany insert: notification ids are not needed,
+        # since the log's leaf index is the ledger's order.
+        SQLiteAggregateRecorder._insert_events(
+            self._recorder,
+            self._cursor,
+            [
+                StoredEvent(
+                    originator_id=e.stream_id,
+                    originator_version=e.sequence,
+                    topic=e.type,
+                    state=e.canonical,
+                )
+                for e in events
+            ],
+        )
+
+
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     """eventsourcing's application recorder plus the ledger's log tables and guards."""
 
@@ -76,7 +109,7 @@ class SQLiteLedgerStore(LedgerStore):
             self.recorder.create_table()
         except PersistenceError as exc:
             raise StoreUnavailable(f"cannot open the ledger database {self.path}: {exc}") from exc
-        self._frontier = log_writer.FrontierCache()
+        self._writer = log_writer.LogWriter(self._stream_key)
 
     @property
     def backend(self) -> str:
@@ -89,46 +122,24 @@ class SQLiteLedgerStore(LedgerStore):
         return UUID(str(stored))
 
     def _write(self, build: BuildEvents) -> tuple[int, list[Event]]:
-        try:
-            with (
-                self.datastore.get_connection(commit=True) as connection,
-                _ImmediateTransaction(connection, commit=True) as cursor,
-            ):
-                first, events, known = self._write_in(cursor, build)
-        except IntegrityError as exc:
-            raise ConstraintViolation(f"the ledger database refused the rows: {exc}") from exc
-        except PersistenceError as exc:
-            raise StoreUnavailable(f"the ledger database refused the write: {exc}") from exc
-        self._frontier.keep(first + len(events), known)
-        return first, events
-
-    def _write_in(
-        self, cursor: SQLiteCursor, build: BuildEvents
-    ) -> tuple[int, list[Event], dict[Any, bytes]]:
-        def query(sql: str, params: Sequence[Any]) -> list[Any]:
-            cursor.execute(sql, params)
-            return list(cursor.fetchall())
-
-        size = log_writer.current_size(query)
-        known = self._frontier.load(size, query)
-        events = build(log_writer.TransactionReader(query, self._stream_key))
-        self.recorder._insert_events(
-            cursor,
-            [
-                StoredEvent(
-                    originator_id=e.stream_id,
-                    originator_version=e.sequence,
-                    topic=e.type,
-                    state=e.canonical,
-                )
-                for e in events
-            ],
-        )
-        cursor.executemany(
-            log_writer.INSERT_LEAF, log_writer.leaf_rows(size, events, self._stream_key)
-        )
-        cursor.executemany(log_writer.INSERT_NODE, log_writer.grow(size, known, events))
-        return size, events, known
+        with self._writer.lock:
+            try:
+                with (
+                    self.datastore.get_connection(commit=True) as connection,
+                    _ImmediateTransaction(connection, commit=True) as cursor,
+                ):
+                    written = self._writer.write(_SQLiteWrite(cursor, self.recorder), build)
+            except IntegrityError as exc:
+                self._writer.forget()
+                raise ConstraintViolation(f"the ledger database refused the rows: {exc}") from exc
+            except PersistenceError as exc:
+                self._writer.forget()
+                raise StoreUnavailable(f"the ledger database refused the write: {exc}") from exc
+            except BaseException:
+                self._writer.forget()
+                raise
+            self._writer.committed(written)
+        return written.first, written.events
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:

@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from ledger import merkle
-from ledger.errors import DuplicateEvent, LogError, StreamConflict
-from ledger.events import Event, EventDraft, build_envelope
+from ledger import log_writer, merkle
+from ledger.errors import ConstraintViolation, DuplicateEvent, LogError, StreamConflict
+from ledger.events import Event, EventDraft, new_event
 from ledger.merkle import HASH_SIZE, Node
 
 Row = Mapping[str, Any]
@@ -78,9 +78,6 @@ class WriteReader(Protocol):
 
     def head(self, stream_id: UUID) -> tuple[int, bytes] | None:
         """A stream's last ``(sequence, event hash)``, or ``None`` for a new stream."""
-
-    def existing_event_ids(self, event_ids: Sequence[str]) -> set[str]:
-        """Which of these event ids the ledger already holds."""
 
 
 BuildEvents = Callable[[WriteReader], list[Event]]
@@ -171,25 +168,30 @@ class LedgerStore(ABC):
                         raise StreamConflict(draft.stream_id, wanted + 1)
                     heads[draft.stream_id] = (sequence, last_hash)
                 sequence, prev = heads[draft.stream_id]
-                envelope = build_envelope(
+                event = new_event(
                     draft,
                     sequence=sequence + 1,
                     prev=prev,
                     server_time=server_time,
                     event_id=draft.event_id or uuid.uuid4(),
                 )
-                event = Event.from_envelope(envelope)
                 heads[draft.stream_id] = (sequence + 1, event.hash)
                 events.append(event)
             ids = [str(e.event_id) for e in events]
             if len(set(ids)) != len(ids):
                 raise DuplicateEvent(next(i for i in ids if ids.count(i) > 1))
-            taken = reader.existing_event_ids(ids)
-            if taken:
-                raise DuplicateEvent(sorted(taken)[0])
             return events
 
-        first, events = self._write(build)
+        try:
+            first, events = self._write(build)
+        except ConstraintViolation:
+            # The unique key on event ids refused a replay: say which one. Checked only on
+            # this path so that appends pay for no extra query.
+            wanted = [str(d.event_id) for d in drafts if d.event_id is not None]
+            taken = self._existing_event_ids(wanted) if wanted else set()
+            if taken:
+                raise DuplicateEvent(sorted(taken)[0]) from None
+            raise
         return [
             Receipt(
                 event_id=event.event_id,
@@ -210,15 +212,11 @@ class LedgerStore(ABC):
         return 0 if last is None else int(last) + 1
 
     def fetch_nodes(self, nodes: Sequence[Node]) -> dict[Node, bytes]:
-        """Read stored complete-subtree hashes in one statement."""
-        wanted = sorted({merkle.node_id(n) for n in nodes})
-        if not wanted:
+        """Read stored subtree hashes (leaves from the log, the rest from the nodes) at once."""
+        if not nodes:
             return {}
-        marks = ",".join("?" * len(wanted))
-        rows = self._rows(
-            f"SELECT node_id, hash FROM ledger_nodes WHERE node_id IN ({marks})", wanted
-        )
-        found = {int(r["node_id"]): bytes(r["hash"]) for r in rows}
+        sql, params = log_writer.select_nodes(nodes)
+        found = {int(r["node_id"]): bytes(r["hash"]) for r in self._rows(sql, params)}
         result: dict[Node, bytes] = {}
         for node in nodes:
             key = merkle.node_id(node)
@@ -310,6 +308,13 @@ class LedgerStore(ABC):
         return [
             (self._stream_id(r["stream_id"]), int(r["sequence"]), bytes(r["state"])) for r in rows
         ]
+
+    def _existing_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        marks = ",".join("?" * len(event_ids))
+        rows = self._rows(
+            f"SELECT event_id FROM ledger_log WHERE event_id IN ({marks})", list(event_ids)
+        )
+        return {str(r["event_id"]) for r in rows}
 
     def count_events(self) -> int:
         rows = self._rows("SELECT COUNT(*) AS n FROM stored_events")

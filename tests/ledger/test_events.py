@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger.errors import InvalidEvent
 from ledger.events import (
@@ -167,3 +169,37 @@ def test_refused_event_stores_nothing_even_in_a_batch(
         store.append([draft(stream), draft(), bad])
     assert (store.tree_size(), store.count_events(), store.count_nodes()) == before
     assert len(store.read_stream(stream)) == 1
+
+
+# -- the fast canonical encoder against the rfc8785 package ----------------------------
+
+json_keys = st.text(max_size=8)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(json_keys, children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.dictionaries(json_keys, json_values, max_size=6))
+def test_event_encoding_equals_rfc8785_for_any_data(data: dict[str, Any]) -> None:
+    """Whatever the data, including keys that sort differently in UTF-16, the bytes are JCS."""
+    event = Event.from_envelope(envelope(data=data))
+    assert event.canonical == rfc8785.dumps(event.envelope)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    high=st.text(alphabet=st.characters(min_codepoint=0xE000, max_codepoint=0x10FFFF,
+                                         exclude_categories=("Cs",)), min_size=1, max_size=3),
+    low=st.text(alphabet=st.characters(max_codepoint=0xD7FF), min_size=1, max_size=3),
+)  # fmt: skip
+def test_keys_beyond_the_bmp_sort_by_utf16_code_units(high: str, low: str) -> None:
+    event = Event.from_envelope(envelope(data={high: 1, low: 2, high + low: 3}))
+    assert event.canonical == rfc8785.dumps(event.envelope)

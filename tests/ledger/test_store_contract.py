@@ -149,7 +149,7 @@ class LedgerStoreContract:
         assert again.entry_for_event(uuid.uuid4()) is None
 
     def test_log_tables_refuse_update_and_delete(self, store: LedgerStore) -> None:
-        store.append([draft()])
+        store.append([draft(), draft()])  # two leaves: one node above them
         for statement in (
             "UPDATE ledger_log SET sequence = 7",
             "DELETE FROM ledger_nodes",
@@ -158,7 +158,7 @@ class LedgerStoreContract:
         ):
             with pytest.raises(StoreError, match="append-only"):
                 store._execute(statement)
-        assert store.tree_size() == 1 and store.count_nodes() == 1
+        assert store.tree_size() == 2 and store.count_nodes() == 1
 
     def test_metadata_is_claimed_once(self, store: LedgerStore) -> None:
         assert store.claim_meta("origin", "log-a") == "log-a"
