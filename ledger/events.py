@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -115,6 +117,20 @@ _APP_SIGNATURE_FIELDS = (
 )
 
 
+def new_event_id() -> UUID:
+    """A time-ordered UUIDv7 (RFC 9562 section 5.7): ids the ledger assigns sort by time,
+    so the event-id index grows at its end."""
+    milliseconds = time.time_ns() // 1_000_000
+    random = int.from_bytes(os.urandom(10), "big")
+    value = (milliseconds & (2**48 - 1)) << 80  # unix_ts_ms
+    value |= 0x7 << 76  # version 7
+    value |= (random >> 62 & 0xFFF) << 64  # rand_a
+    value |= 0b10 << 62  # variant
+    value |= random & (2**62 - 1)  # rand_b
+    return UUID(int=value)
+
+
+@lru_cache(maxsize=64)  # a batch stamps every event with one server time
 def format_time(moment: datetime) -> str:
     """Server time as the envelope records it: UTC, microseconds, ``Z``."""
     if moment.tzinfo is None:
@@ -356,11 +372,16 @@ def new_event(
 
 
 def _checked(check: Callable[[Any], dict[str, Any]], part: Any) -> dict[str, Any]:
-    """A fresh copy of the checked JSON of ``part`` (the cache holds one per distinct part)."""
+    """The checked JSON of ``part``, one object per distinct part.
+
+    Envelopes built from the same actor or context share that object: envelopes are
+    read-only once built (``Event.envelope`` is a ``Mapping``), so sharing is safe.
+    """
     try:
-        return dict(check(part))
+        return check(part)
     except TypeError:  # an unhashable field: check it uncached, which names the field
-        return dict(check.__wrapped__(part))  # type: ignore[attr-defined]
+        result: dict[str, Any] = check.__wrapped__(part)  # type: ignore[attr-defined]
+        return result
 
 
 @lru_cache(maxsize=4096)

@@ -11,8 +11,9 @@ level 1 and up. :func:`select_nodes` reads any mix of both in one statement.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -34,8 +35,13 @@ INSERT_NODE = "INSERT INTO ledger_nodes (node_id, hash) VALUES (?, ?)"
 
 def select_nodes(nodes: Sequence[Node]) -> tuple[str, list[int]]:
     """One statement reading the hashes of ``nodes``; rows are ``(node_id, hash)``."""
-    leaves = sorted({index for level, index in nodes if level == 0})
-    upper = sorted({merkle.node_id(n) for n in nodes if n[0] > 0})
+    return select_node_ids({merkle.node_id(n) for n in nodes})
+
+
+def select_node_ids(ids: Iterable[int]) -> tuple[str, list[int]]:
+    """:func:`select_nodes` by stored node id (a leaf's id is its index)."""
+    leaves = sorted(i for i in ids if i < merkle.LEVEL_STRIDE)
+    upper = sorted(i for i in ids if i >= merkle.LEVEL_STRIDE)
     parts: list[str] = []
     if upper:
         marks = ",".join("?" * len(upper))
@@ -59,13 +65,10 @@ class Transaction(Protocol):
     def insert_events(self, events: Sequence[Event]) -> None: ...
 
 
-@dataclass
-class _Edge:
-    """The tree's right edge and the stream heads, as of one tree size."""
+#: How many stream heads a process remembers (least recently used go first).
+MAX_REMEMBERED_HEADS = 50_000
 
-    size: int = -1
-    frontier: dict[Node, bytes] = field(default_factory=dict)
-    heads: dict[UUID, tuple[int, bytes]] = field(default_factory=dict)
+Head = tuple[int, bytes]
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,9 @@ class Written:
 
     first: int
     events: list[Event]
-    edge: _Edge
+    size: int
+    frontier: dict[Node, bytes]
+    heads: dict[UUID, Head]
 
 
 class LogWriter:
@@ -86,45 +91,65 @@ class LogWriter:
     always noticed, and then everything is read from the database.
     """
 
-    def __init__(self, stream_key: Callable[[UUID], Any]) -> None:
+    def __init__(self, stream_key: Callable[[UUID], Any], event_key: Callable[[UUID], Any]) -> None:
         self.lock = threading.Lock()
         self._stream_key = stream_key
-        self._edge = _Edge()
+        self._event_key = event_key
+        self._size = -1
+        self._frontier: dict[Node, bytes] = {}
+        self._heads: OrderedDict[UUID, Head] = OrderedDict()
 
     def write(self, tx: Transaction, build: Callable[[Any], list[Event]]) -> Written:
         """The transaction body; call with :attr:`lock` held and the writer lock taken."""
         rows = tx.query(SELECT_SIZE, [])
         size = 0 if rows[0][0] is None else int(rows[0][0]) + 1
-        if self._edge.size == size:
-            edge = _Edge(size, dict(self._edge.frontier), dict(self._edge.heads))
+        if self._size == size:
+            frontier = dict(self._frontier)
         else:
-            edge = _Edge(size, _read_frontier(tx, size), {})
-        events = build(_HeadReader(tx, edge.heads, self._stream_key))
+            self.forget()
+            frontier = _read_frontier(tx, size)
+        # Heads this transaction reads or writes go to an overlay, merged only on commit.
+        overlay: dict[UUID, Head] = {}
+        events = build(_HeadReader(tx, self._heads, overlay, self._stream_key))
         tx.insert_events(events)
         tx.insert_many(
             INSERT_LEAF,
             [
-                (size + i, str(e.event_id), self._stream_key(e.stream_id), e.sequence, e.hash)
+                (
+                    size + i,
+                    self._event_key(e.event_id),
+                    self._stream_key(e.stream_id),
+                    e.sequence,
+                    e.hash,
+                )
                 for i, e in enumerate(events)
             ],
         )
-        created = merkle.append_leaves(size, edge.frontier, [e.hash for e in events])
+        created = merkle.append_leaves(size, frontier, [e.hash for e in events])
         upper = [(merkle.node_id(node), value) for node, value in created if node[0] > 0]
         if upper:
             tx.insert_many(INSERT_NODE, upper)
         new_size = size + len(events)
-        edge.frontier = {n: edge.frontier[n] for n in merkle.frontier(new_size)}
         for event in events:
-            edge.heads[event.stream_id] = (event.sequence, event.hash)
-        edge.size = new_size
-        return Written(size, events, edge)
+            overlay[event.stream_id] = (event.sequence, event.hash)
+        edge = {n: frontier[n] for n in merkle.frontier(new_size)}
+        return Written(size, events, new_size, edge, overlay)
 
     def committed(self, written: Written) -> None:
-        self._edge = written.edge
+        """Remember the right edge and heads of a transaction that committed."""
+        self._size = written.size
+        self._frontier = written.frontier
+        for stream_id, head in written.heads.items():
+            self._heads[stream_id] = head
+            self._heads.move_to_end(stream_id)
+        while len(self._heads) > MAX_REMEMBERED_HEADS:
+            self._heads.popitem(last=False)
 
     def forget(self) -> None:
-        """After a failed or uncertain commit, trust nothing remembered."""
-        self._edge = _Edge()
+        """After a failed or uncertain commit, or another writer's append, trust nothing."""
+        self._size = -1
+        self._frontier = {}
+        self._heads.clear()
 
 
 class _HeadReader:
@@ -133,22 +158,24 @@ class _HeadReader:
     def __init__(
         self,
         tx: Transaction,
-        heads: dict[UUID, tuple[int, bytes]],
+        remembered: Mapping[UUID, Head],
+        overlay: dict[UUID, Head],
         stream_key: Callable[[UUID], Any],
     ) -> None:
         self._tx = tx
-        self._heads = heads
+        self._remembered = remembered
+        self._overlay = overlay
         self._stream_key = stream_key
 
-    def head(self, stream_id: UUID) -> tuple[int, bytes] | None:
-        known = self._heads.get(stream_id)
+    def head(self, stream_id: UUID) -> Head | None:
+        known = self._overlay.get(stream_id) or self._remembered.get(stream_id)
         if known is not None:
             return known
         rows = self._tx.query(SELECT_HEAD, [self._stream_key(stream_id)])
         if not rows:
             return None
         head = int(rows[0][0]), merkle.leaf_hash(bytes(rows[0][1]))
-        self._heads[stream_id] = head
+        self._overlay[stream_id] = head
         return head
 
 

@@ -59,9 +59,12 @@ def range_nodes(start: int, end: int) -> list[Node]:
     smallest power of two that is at least ``end - start``), which holds for every range
     the proofs and roots below ask for.
     """
+    remaining = end - start
+    if remaining & (remaining - 1) == 0 and remaining:  # one complete subtree: most ranges
+        level = remaining.bit_length() - 1
+        return [(level, start >> level)]
     nodes: list[Node] = []
     position = start
-    remaining = end - start
     while remaining:
         level = remaining.bit_length() - 1
         nodes.append((level, position >> level))
@@ -125,6 +128,81 @@ def consistency_ranges(old_size: int, new_size: int) -> list[Range]:
         ranges.append((start, end))
     ranges.reverse()
     return ranges
+
+
+def range_node_ids(start: int, end: int) -> list[int]:
+    """:func:`range_nodes` as stored node ids: the form the proof path works in."""
+    remaining = end - start
+    if remaining & (remaining - 1) == 0 and remaining:  # one complete subtree: most ranges
+        level = remaining.bit_length() - 1
+        return [level * LEVEL_STRIDE + (start >> level)]
+    ids: list[int] = []
+    position = start
+    while remaining:
+        level = remaining.bit_length() - 1
+        ids.append(level * LEVEL_STRIDE + (position >> level))
+        position += 1 << level
+        remaining -= 1 << level
+    return ids
+
+
+def inclusion_node_ids(index: int, size: int) -> list[list[int]]:
+    """Per element of ``PATH(index, D[0:size])``, bottom up, the ids of the nodes it folds.
+
+    The same walk as :func:`inclusion_ranges`, producing node ids directly: a left sibling
+    is always one complete subtree, and only right siblings on the right edge are runs.
+    """
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    path: list[list[int]] = []
+    start, end = 0, size
+    while end - start > 1:
+        k_level = (end - start - 1).bit_length() - 1
+        middle = start + (1 << k_level)
+        if index < middle:
+            path.append(range_node_ids(middle, end))
+            end = middle
+        else:
+            path.append([k_level * LEVEL_STRIDE + (start >> k_level)])
+            start = middle
+    path.reverse()
+    return path
+
+
+def consistency_node_ids(old_size: int, new_size: int) -> list[list[int]]:
+    """Per element of ``PROOF(old_size, D[0:new_size])``, the ids of the nodes it folds.
+
+    The same walk as :func:`consistency_ranges`, producing node ids directly.
+    """
+    if not 0 <= old_size <= new_size:
+        raise ValueError(f"no consistency proof from size {old_size} to size {new_size}")
+    if old_size in (0, new_size):
+        return []
+    path: list[list[int]] = []
+    start, end = 0, new_size
+    remaining_old = old_size
+    is_first_subtree = True
+    while remaining_old != end - start:
+        k_level = (end - start - 1).bit_length() - 1
+        k = 1 << k_level
+        if remaining_old <= k:
+            path.append(range_node_ids(start + k, end))
+            end = start + k
+        else:
+            path.append([k_level * LEVEL_STRIDE + (start >> k_level)])
+            start += k
+            remaining_old -= k
+            is_first_subtree = False
+    if not is_first_subtree:
+        path.append(range_node_ids(start, end))
+    path.reverse()
+    return path
+
+
+def node_of(node_key: int) -> Node:
+    """Inverse of :func:`node_id`."""
+    level, index = divmod(node_key, LEVEL_STRIDE)
+    return level, index
 
 
 def nodes_for_ranges(ranges: Iterable[Range]) -> list[Node]:

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
 import psycopg
+import psycopg.rows
 from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
@@ -123,7 +124,7 @@ class PostgresLedgerStore(LedgerStore):
         except PersistenceError as exc:
             self.datastore.close()
             raise StoreUnavailable(f"cannot open the PostgreSQL ledger: {exc}") from exc
-        self._writer = log_writer.LogWriter(self._stream_key)
+        self._writer = log_writer.LogWriter(self._stream_key, self._event_key)
 
     def _create_tables(self) -> None:
         with self.datastore.transaction(commit=True) as cursor:
@@ -142,6 +143,12 @@ class PostgresLedgerStore(LedgerStore):
         return stream_id
 
     def _stream_id(self, stored: Any) -> UUID:
+        return stored if isinstance(stored, UUID) else UUID(str(stored))
+
+    def _event_key(self, event_id: UUID) -> Any:
+        return event_id
+
+    def _event_id(self, stored: Any) -> UUID:
         return stored if isinstance(stored, UUID) else UUID(str(stored))
 
     def _write(self, build: BuildEvents) -> tuple[int, list[Event]]:
@@ -170,6 +177,14 @@ class PostgresLedgerStore(LedgerStore):
         try:
             with self.datastore.get_connection() as connection:
                 return list(connection.execute(_pg(sql).encode(), params).fetchall())
+        except PersistenceError as exc:
+            raise StoreUnavailable(f"cannot read the ledger database: {exc}") from exc
+
+    def _tuples(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        try:
+            with self.datastore.get_connection() as connection:
+                cursor = connection.cursor(row_factory=psycopg.rows.tuple_row)
+                return list(cursor.execute(_pg(sql).encode(), params).fetchall())
         except PersistenceError as exc:
             raise StoreUnavailable(f"cannot read the ledger database: {exc}") from exc
 

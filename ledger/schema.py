@@ -22,7 +22,7 @@ GUARDED_TABLES = (
 _TABLES = """
 CREATE TABLE IF NOT EXISTS ledger_log (
     leaf_index {int} PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
+    event_id {uuid} NOT NULL UNIQUE,
     stream_id {stream} NOT NULL,
     sequence {int} NOT NULL,
     leaf_hash {blob} NOT NULL
@@ -53,13 +53,15 @@ CREATE TABLE IF NOT EXISTS ledger_meta (
 """
 
 
-# Every unique key of each guarded table. SQLite's INSERT OR REPLACE deletes a clashing
-# row without firing DELETE triggers (unless the writer's own connection enables
-# recursive_triggers), so each key also gets a trigger refusing an insert that clashes.
+# SQLite's INSERT OR REPLACE deletes a clashing row without firing DELETE triggers (unless
+# the writer's own connection enables recursive_triggers), so the tables holding evidence
+# get a trigger refusing an insert that clashes with a stored row's key. The log's leaf
+# and node rows go without: the audit rebuilds and compares every one of them, and a
+# probe per row on the append path would cost about a tenth of its time.
 _SQLITE_UNIQUE_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     EVENTS_TABLE: (("originator_id", "originator_version"),),
-    "ledger_log": (("leaf_index",), ("event_id",)),
-    "ledger_nodes": (("node_id",),),
+    "ledger_log": (),
+    "ledger_nodes": (),
     "ledger_checkpoints": (("tree_size",),),
     "ledger_checkpoint_timestamps": (("tree_size",),),
     "ledger_meta": (("key",),),
@@ -68,7 +70,7 @@ _SQLITE_UNIQUE_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
 
 def sqlite_statements() -> list[str]:
     """DDL for SQLite: integer keys are rowid aliases, stream ids are hex like eventsourcing's."""
-    tables = _TABLES.format(int="INTEGER", blob="BLOB", stream="TEXT")
+    tables = _TABLES.format(int="INTEGER", blob="BLOB", stream="TEXT", uuid="BLOB")
     statements = [s.strip() for s in tables.split(";") if s.strip()]
     for table in GUARDED_TABLES:
         for action in ("UPDATE", "DELETE"):
@@ -95,7 +97,7 @@ def sqlite_statements() -> list[str]:
 
 def postgres_statements(schema: str) -> list[str]:
     """DDL for PostgreSQL, including the triggers that refuse UPDATE, DELETE and TRUNCATE."""
-    tables = _TABLES.format(int="BIGINT", blob="BYTEA", stream="UUID")
+    tables = _TABLES.format(int="BIGINT", blob="BYTEA", stream="UUID", uuid="UUID")
     statements = [
         s.strip().replace("CREATE TABLE IF NOT EXISTS ", f'CREATE TABLE IF NOT EXISTS "{schema}".')
         for s in tables.split(";")

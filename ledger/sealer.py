@@ -81,16 +81,17 @@ class Sealer:
         previous = self.store.latest_checkpoint()
         if size == 0 or (previous is not None and previous.tree_size >= size):
             return None
-        root = self.store.root(size)
+        # Read from storage, not from any cache: these reads are the check before signing.
+        root = self.store.root(size, fresh=True)
         proof: list[bytes] = []
         if previous is not None:
-            recomputed = self.store.root(previous.tree_size)
+            recomputed = self.store.root(previous.tree_size, fresh=True)
             if recomputed != previous.root_hash:
                 raise InconsistentCheckpoint(
                     f"the stored tree no longer has the root signed at size "
                     f"{previous.tree_size}; refusing to sign"
                 )
-            proof = self.store.consistency_proof(previous.tree_size, size)
+            proof = self.store.consistency_proof(previous.tree_size, size, fresh=True)
             if not merkle.verify_consistency(
                 previous.tree_size, size, previous.root_hash, root, proof
             ):

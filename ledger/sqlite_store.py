@@ -8,15 +8,15 @@ read, so the head and tree size read are the ones the commit extends) with WAL a
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
+from eventsourcing.persistence import IntegrityError, PersistenceError
 from eventsourcing.sqlite import (
-    SQLiteAggregateRecorder,
     SQLiteApplicationRecorder,
     SQLiteConnection,
     SQLiteConnectionPool,
@@ -68,20 +68,12 @@ class _SQLiteWrite:
         self._cursor.executemany(sql, rows)
 
     def insert_events(self, events: Sequence[Event]) -> None:
-        # The aggregate recorder's executemany insert: notification ids are not needed,
-        # since the log's leaf index is the ledger's order.
-        SQLiteAggregateRecorder._insert_events(
-            self._recorder,
-            self._cursor,
-            [
-                StoredEvent(
-                    originator_id=e.stream_id,
-                    originator_version=e.sequence,
-                    topic=e.type,
-                    state=e.canonical,
-                )
-                for e in events
-            ],
+        # eventsourcing's own insert statement, run once for the batch: notification ids
+        # are not needed (the log's leaf index is the ledger's order), and the rows are
+        # what its recorder would write for these stored events.
+        self._cursor.executemany(
+            self._recorder.insert_events_statement,
+            [(e.stream_id.hex, e.sequence, e.type, e.canonical) for e in events],
         )
 
 
@@ -109,7 +101,10 @@ class SQLiteLedgerStore(LedgerStore):
             self.recorder.create_table()
         except PersistenceError as exc:
             raise StoreUnavailable(f"cannot open the ledger database {self.path}: {exc}") from exc
-        self._writer = log_writer.LogWriter(self._stream_key)
+        self._writer = log_writer.LogWriter(self._stream_key, self._event_key)
+        self._readers = threading.local()
+        self._reader_lock = threading.Lock()
+        self._reader_connections: list[sqlite3.Connection] = []
 
     @property
     def backend(self) -> str:
@@ -120,6 +115,12 @@ class SQLiteLedgerStore(LedgerStore):
 
     def _stream_id(self, stored: Any) -> UUID:
         return UUID(str(stored))
+
+    def _event_key(self, event_id: UUID) -> Any:
+        return event_id.bytes
+
+    def _event_id(self, stored: Any) -> UUID:
+        return UUID(bytes=bytes(stored))
 
     def _write(self, build: BuildEvents) -> tuple[int, list[Event]]:
         with self._writer.lock:
@@ -151,6 +152,23 @@ class SQLiteLedgerStore(LedgerStore):
         except (PersistenceError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"cannot read the ledger database: {exc}") from exc
 
+    def _tuples(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        # Proofs read through one read-only connection per thread, outside the pool: in WAL
+        # mode each statement sees a committed snapshot, and the pool's locking would cost
+        # more than the read itself.
+        connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
+        try:
+            if connection is None:
+                connection = sqlite3.connect(self.path, check_same_thread=False)
+                connection.execute("PRAGMA query_only=1")
+                connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
+                self._readers.connection = connection
+                with self._reader_lock:
+                    self._reader_connections.append(connection)
+            return connection.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read the ledger database: {exc}") from exc
+
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         try:
             with self.datastore.transaction(commit=True) as cursor:
@@ -167,4 +185,9 @@ class SQLiteLedgerStore(LedgerStore):
         return stored
 
     def close(self) -> None:
+        with self._reader_lock:
+            for connection in self._reader_connections:
+                connection.close()
+            self._reader_connections.clear()
+        self._readers = threading.local()
         self.datastore.close()

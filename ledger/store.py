@@ -10,7 +10,6 @@ log, so an event is acknowledged only once it is in the tree.
 
 from __future__ import annotations
 
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from uuid import UUID
 
 from ledger import log_writer, merkle
 from ledger.errors import ConstraintViolation, DuplicateEvent, LogError, StreamConflict
-from ledger.events import Event, EventDraft, new_event
+from ledger.events import Event, EventDraft, new_event, new_event_id
 from ledger.merkle import HASH_SIZE, Node
 
 Row = Mapping[str, Any]
@@ -95,11 +94,19 @@ def split_hashes(blob: bytes) -> tuple[bytes, ...]:
     return tuple(blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE))
 
 
+#: Subtrees of this level and up are cached in memory once read (``_fetch_node_ids``); the
+#: cache holds at most MAX_CACHED_NODES hashes (about 136 bytes each, 40 MB in all), which
+#: covers every node from level 2 up of a log of a million events.
+CACHED_LEVEL = 2
+MAX_CACHED_NODES = 300_000
+
+
 class LedgerStore(ABC):
     """Events, their hash chains and the Merkle log over them, for one database."""
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+        self._node_cache: dict[int, bytes] = {}
 
     # -- backend -------------------------------------------------------------------
 
@@ -116,6 +123,12 @@ class LedgerStore(ABC):
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run one read-only statement (``?`` placeholders) and return its rows."""
 
+    def _tuples(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        """Like :meth:`_rows`, as plain tuples; backends may serve it by a faster route."""
+        return [
+            tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in self._rows(sql, params)
+        ]
+
     @abstractmethod
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run one write statement in its own committed transaction."""
@@ -127,6 +140,14 @@ class LedgerStore(ABC):
     @abstractmethod
     def _stream_id(self, stored: Any) -> UUID:
         """Inverse of :meth:`_stream_key`."""
+
+    @abstractmethod
+    def _event_key(self, event_id: UUID) -> Any:
+        """An event id as the log stores it (16 bytes)."""
+
+    @abstractmethod
+    def _event_id(self, stored: Any) -> UUID:
+        """Inverse of :meth:`_event_key`."""
 
     @abstractmethod
     def close(self) -> None:
@@ -173,7 +194,7 @@ class LedgerStore(ABC):
                     sequence=sequence + 1,
                     prev=prev,
                     server_time=server_time,
-                    event_id=draft.event_id or uuid.uuid4(),
+                    event_id=draft.event_id or new_event_id(),
                 )
                 heads[draft.stream_id] = (sequence + 1, event.hash)
                 events.append(event)
@@ -187,10 +208,10 @@ class LedgerStore(ABC):
         except ConstraintViolation:
             # The unique key on event ids refused a replay: say which one. Checked only on
             # this path so that appends pay for no extra query.
-            wanted = [str(d.event_id) for d in drafts if d.event_id is not None]
+            wanted = [d.event_id for d in drafts if d.event_id is not None]
             taken = self._existing_event_ids(wanted) if wanted else set()
             if taken:
-                raise DuplicateEvent(sorted(taken)[0]) from None
+                raise DuplicateEvent(min(taken)) from None
             raise
         return [
             Receipt(
@@ -211,52 +232,87 @@ class LedgerStore(ABC):
         last = rows[0]["last"] if rows else None
         return 0 if last is None else int(last) + 1
 
-    def fetch_nodes(self, nodes: Sequence[Node]) -> dict[Node, bytes]:
-        """Read stored subtree hashes (leaves from the log, the rest from the nodes) at once."""
-        if not nodes:
-            return {}
-        sql, params = log_writer.select_nodes(nodes)
-        found = {int(r["node_id"]): bytes(r["hash"]) for r in self._rows(sql, params)}
-        result: dict[Node, bytes] = {}
-        for node in nodes:
-            key = merkle.node_id(node)
-            if key not in found:
+    def fetch_nodes(self, nodes: Sequence[Node], *, fresh: bool = False) -> dict[Node, bytes]:
+        """Stored subtree hashes (leaves from the log, the rest from the nodes) in one read."""
+        found = self._fetch_node_ids([merkle.node_id(n) for n in nodes], fresh)
+        return {n: found[merkle.node_id(n)] for n in nodes}
+
+    def _fetch_node_ids(self, ids: Sequence[int], fresh: bool = False) -> dict[int, bytes]:
+        """Hashes by stored node id, in one read at most.
+
+        Subtrees of level :data:`CACHED_LEVEL` and up are remembered once read: a stored
+        subtree hash never changes, and the upper levels serve almost every proof.
+        ``fresh`` reads everything from storage (the sealer's checks before it signs).
+        """
+        cache = self._node_cache
+        found: dict[int, bytes] = {}
+        missing: set[int] = set()
+        if fresh:
+            missing.update(ids)
+        else:
+            for i in ids:
+                value = cache.get(i)
+                if value is None:
+                    missing.add(i)
+                else:
+                    found[i] = value
+        if missing:
+            sql, params = log_writer.select_node_ids(missing)
+            for key, value in self._tuples(sql, params):
+                found[int(key)] = bytes(value)
+            absent = missing - found.keys()
+            if absent:
+                node = merkle.node_of(min(absent))
                 raise LogError(f"the log has no node {node}: the tree is smaller than asked")
-            result[node] = found[key]
-        return result
+            if not fresh and len(cache) < MAX_CACHED_NODES:
+                # Once full, the cache keeps what it has: the upper levels, which every
+                # proof touches, arrive first and stay.
+                floor = CACHED_LEVEL * merkle.LEVEL_STRIDE
+                for i in missing:
+                    if i >= floor:
+                        cache[i] = found[i]
+        return found
 
-    def _hash_ranges(self, ranges: Sequence[merkle.Range]) -> list[bytes]:
-        stored = self.fetch_nodes(merkle.nodes_for_ranges(ranges))
-        return merkle.hash_ranges(ranges, stored)
+    def _hash_ranges(self, ranges: Sequence[merkle.Range], fresh: bool = False) -> list[bytes]:
+        return self._hash_runs([merkle.range_node_ids(a, b) for a, b in ranges], fresh)
 
-    def root(self, size: int) -> bytes:
-        """The tree head (MTH) of the first ``size`` leaves."""
+    def _hash_runs(self, runs: Sequence[list[int]], fresh: bool = False) -> list[bytes]:
+        stored = self._fetch_node_ids([i for run in runs for i in run], fresh)
+        return [
+            stored[run[0]] if len(run) == 1 else merkle.fold_range([stored[i] for i in run])
+            for run in runs
+        ]
+
+    def root(self, size: int, *, fresh: bool = False) -> bytes:
+        """The tree head (MTH) of the first ``size`` leaves (``fresh``: bypass the cache)."""
         if size == 0:
             return merkle.empty_root()
-        return self._hash_ranges([(0, size)])[0]
+        return self._hash_ranges([(0, size)], fresh)[0]
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 9162 inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
         try:
-            ranges = merkle.inclusion_ranges(index, size)
+            runs = merkle.inclusion_node_ids(index, size)
         except ValueError as exc:
             raise LogError(str(exc)) from exc
-        return self._hash_ranges(ranges)
+        return self._hash_runs(runs)
 
-    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+    def consistency_proof(
+        self, old_size: int, new_size: int, *, fresh: bool = False
+    ) -> list[bytes]:
         """RFC 9162 consistency proof from the tree of ``old_size`` to ``new_size`` leaves."""
         try:
-            ranges = merkle.consistency_ranges(old_size, new_size)
+            runs = merkle.consistency_node_ids(old_size, new_size)
         except ValueError as exc:
             raise LogError(str(exc)) from exc
-        return self._hash_ranges(ranges)
+        return self._hash_runs(runs, fresh)
 
     # -- reading events ----------------------------------------------------------------
 
     def _entry(self, row: Row) -> LogEntry:
         return LogEntry(
             leaf_index=int(row["leaf_index"]),
-            event_id=UUID(row["event_id"]),
+            event_id=self._event_id(row["event_id"]),
             stream_id=self._stream_id(row["stream_id"]),
             sequence=int(row["sequence"]),
             leaf_hash=bytes(row["leaf_hash"]),
@@ -285,7 +341,7 @@ class LedgerStore(ABC):
             yield from self.entries(start, min(end, start + batch))
 
     def entry_for_event(self, event_id: UUID) -> LogEntry | None:
-        rows = self._rows(self._ENTRY_SELECT + "WHERE l.event_id = ?", [str(event_id)])
+        rows = self._rows(self._ENTRY_SELECT + "WHERE l.event_id = ?", [self._event_key(event_id)])
         return self._entry(rows[0]) if rows else None
 
     def read_stream(self, stream_id: UUID) -> list[Event]:
@@ -309,12 +365,13 @@ class LedgerStore(ABC):
             (self._stream_id(r["stream_id"]), int(r["sequence"]), bytes(r["state"])) for r in rows
         ]
 
-    def _existing_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+    def _existing_event_ids(self, event_ids: Sequence[UUID]) -> set[UUID]:
         marks = ",".join("?" * len(event_ids))
         rows = self._rows(
-            f"SELECT event_id FROM ledger_log WHERE event_id IN ({marks})", list(event_ids)
+            f"SELECT event_id FROM ledger_log WHERE event_id IN ({marks})",
+            [self._event_key(e) for e in event_ids],
         )
-        return {str(r["event_id"]) for r in rows}
+        return {self._event_id(r["event_id"]) for r in rows}
 
     def count_events(self) -> int:
         rows = self._rows("SELECT COUNT(*) AS n FROM stored_events")

@@ -167,6 +167,10 @@ class Database:
         """``stored_events.originator_id``: hex text in SQLite, ``uuid`` in PostgreSQL."""
         return stream_id if self.postgres else stream_id.hex
 
+    def event_key(self, event_id: UUID) -> Any:
+        """``ledger_log.event_id``: 16 bytes in SQLite, ``uuid`` in PostgreSQL."""
+        return event_id if self.postgres else event_id.bytes
+
     def disable_guards(self) -> None:
         """What an attacker with DDL rights does first."""
         for table in GUARDED_TABLES:
@@ -210,7 +214,7 @@ class Database:
             "VALUES (?, ?, ?, ?, ?)",
             [
                 leaf_index,
-                str(event.event_id),
+                self.event_key(event.event_id),
                 self.stream_key(event.stream_id),
                 event.sequence,
                 event.hash,
@@ -450,7 +454,9 @@ def test_audit_names_leaf_whose_log_row_names_another_event_id(
     built: Built, attacker: Database
 ) -> None:
     forged_id = uuid4()
-    attacker.run("UPDATE ledger_log SET event_id = ? WHERE leaf_index = 9", [str(forged_id)])
+    attacker.run(
+        "UPDATE ledger_log SET event_id = ? WHERE leaf_index = 9", [attacker.event_key(forged_id)]
+    )
 
     finding = built.first_finding()
     assert (finding.subject, finding.location) == ("event", f"leaf 9 (event {forged_id})")

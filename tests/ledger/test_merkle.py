@@ -171,3 +171,17 @@ def test_proof_beyond_the_tree_is_a_clear_error(store: LedgerStore) -> None:
         store.inclusion_proof(0, 10)
     with pytest.raises(LogError):
         store.consistency_proof(4, 3)
+
+
+def test_proof_node_ids_are_the_nodes_of_the_rfc_ranges() -> None:
+    def as_ids(ranges: list[merkle.Range]) -> list[list[int]]:
+        return [[merkle.node_id(n) for n in merkle.range_nodes(a, b)] for a, b in ranges]
+
+    for size in range(0, 300):
+        for index in range(size):
+            expected = as_ids(merkle.inclusion_ranges(index, size))
+            assert merkle.inclusion_node_ids(index, size) == expected, (index, size)
+        for old in range(0, size + 1):
+            expected = as_ids(merkle.consistency_ranges(old, size))
+            assert merkle.consistency_node_ids(old, size) == expected, (old, size)
+    assert merkle.node_of(merkle.node_id((5, 12345))) == (5, 12345)

@@ -1,0 +1,54 @@
+"""``python -m benchmarks [NAME...] [OPTIONS]``: run the named benchmarks (all by default)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from benchmarks import append, proofs
+
+BENCHMARKS = {"append": append.run, "proofs": proofs.run}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("names", nargs="*", metavar="NAME", help="append, proofs (default: both)")
+    a = p.add_argument_group("append")
+    a.add_argument(
+        "--batch", type=int, nargs="+", default=list(append.BATCH_SIZES), help="default 1 10 100"
+    )
+    a.add_argument("--rounds", type=int, default=5, help="timed runs of each (default 5)")
+    a.add_argument(
+        "--postgres-url",
+        default=append.DEFAULT_POSTGRES_URL,
+        help="server for the scratch databases bench_ledger_PID and bench_plain_PID",
+    )
+    a.add_argument("--skip-postgres", action="store_true", help="SQLite only")
+    a.add_argument(
+        "--random-event-ids",
+        action="store_true",
+        help="random UUIDv4 event ids instead of time-ordered UUIDv7",
+    )
+    a.add_argument("--profile", type=int, metavar="N", default=0, help="profile ours (SQLite)")
+    b = p.add_argument_group("proofs")
+    b.add_argument("--size", type=int, default=1_000_000, help="log size (default 1000000)")
+    b.add_argument("--queries", type=int, default=20_000, help="questions per pass and kind")
+    b.add_argument("--seed", type=int, default=9162, help="for the random questions")
+    b.add_argument("--rebuild", action="store_true", help="rebuild the cached logs")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+        return 2
+    code = 0
+    for name in args.names or list(BENCHMARKS):
+        code |= BENCHMARKS[name](args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
