@@ -151,27 +151,14 @@ class PostgresLedgerStore(LedgerStore):
     def _event_id(self, stored: Any) -> UUID:
         return stored if isinstance(stored, UUID) else UUID(str(stored))
 
-    def _write(self, build: BuildEvents) -> tuple[int, list[Event]]:
-        with self._writer.lock:
-            try:
-                with (
-                    self.datastore.get_connection() as connection,
-                    connection.transaction(),
-                    connection.cursor() as cursor,
-                ):
-                    self.recorder._lock_table(cursor)
-                    written = self._writer.write(_PostgresWrite(cursor, self.recorder), build)
-            except IntegrityError as exc:
-                self._writer.forget()
-                raise ConstraintViolation(f"the ledger database refused the rows: {exc}") from exc
-            except PersistenceError as exc:
-                self._writer.forget()
-                raise StoreUnavailable(f"the ledger database refused the write: {exc}") from exc
-            except BaseException:
-                self._writer.forget()
-                raise
-            self._writer.committed(written)
-        return written.first, written.events
+    def _write_transaction(self, build: BuildEvents) -> log_writer.Written:
+        with (
+            self.datastore.get_connection() as connection,
+            connection.transaction(),
+            connection.cursor() as cursor,
+        ):
+            self.recorder._lock_table(cursor)
+            return self._writer.write(_PostgresWrite(cursor, self.recorder), build)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:

@@ -122,25 +122,12 @@ class SQLiteLedgerStore(LedgerStore):
     def _event_id(self, stored: Any) -> UUID:
         return UUID(bytes=bytes(stored))
 
-    def _write(self, build: BuildEvents) -> tuple[int, list[Event]]:
-        with self._writer.lock:
-            try:
-                with (
-                    self.datastore.get_connection(commit=True) as connection,
-                    _ImmediateTransaction(connection, commit=True) as cursor,
-                ):
-                    written = self._writer.write(_SQLiteWrite(cursor, self.recorder), build)
-            except IntegrityError as exc:
-                self._writer.forget()
-                raise ConstraintViolation(f"the ledger database refused the rows: {exc}") from exc
-            except PersistenceError as exc:
-                self._writer.forget()
-                raise StoreUnavailable(f"the ledger database refused the write: {exc}") from exc
-            except BaseException:
-                self._writer.forget()
-                raise
-            self._writer.committed(written)
-        return written.first, written.events
+    def _write_transaction(self, build: BuildEvents) -> log_writer.Written:
+        with (
+            self.datastore.get_connection(commit=True) as connection,
+            _ImmediateTransaction(connection, commit=True) as cursor,
+        ):
+            return self._writer.write(_SQLiteWrite(cursor, self.recorder), build)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:

@@ -17,8 +17,16 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError, PersistenceError
+
 from ledger import log_writer, merkle
-from ledger.errors import ConstraintViolation, DuplicateEvent, LogError, StreamConflict
+from ledger.errors import (
+    ConstraintViolation,
+    DuplicateEvent,
+    LogError,
+    StoreUnavailable,
+    StreamConflict,
+)
 from ledger.events import Event, EventDraft, new_event, new_event_id
 from ledger.merkle import HASH_SIZE, Node
 
@@ -110,14 +118,34 @@ class LedgerStore(ABC):
 
     # -- backend -------------------------------------------------------------------
 
+    _writer: log_writer.LogWriter
+
     @abstractmethod
+    def _write_transaction(self, build: BuildEvents) -> log_writer.Written:
+        """Open a write transaction, take the writer lock, run :attr:`_writer`, commit."""
+
     def _write(self, build: BuildEvents) -> tuple[int, list[Event]]:
         """Run ``build`` and store its events in one transaction under the writer lock.
 
         Returns the leaf index of the first event and the events stored. Raises what
         ``build`` raises, :class:`~ledger.errors.ConstraintViolation` if the database's own
         uniqueness checks refuse the rows, or :class:`~ledger.errors.StoreUnavailable`.
+        Whatever fails, the writer forgets what it remembered of the tree.
         """
+        with self._writer.lock:
+            try:
+                written = self._write_transaction(build)
+            except IntegrityError as exc:
+                self._writer.forget()
+                raise ConstraintViolation(f"the ledger database refused the rows: {exc}") from exc
+            except PersistenceError as exc:
+                self._writer.forget()
+                raise StoreUnavailable(f"the ledger database refused the write: {exc}") from exc
+            except BaseException:
+                self._writer.forget()
+                raise
+            self._writer.committed(written)
+        return written.first, written.events
 
     @abstractmethod
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
