@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from benchmarks import append, proofs
@@ -35,6 +36,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--queries", type=int, default=20_000, help="questions per pass and kind")
     b.add_argument("--seed", type=int, default=9162, help="for the random questions")
     b.add_argument("--rebuild", action="store_true", help="rebuild the cached logs")
+    b.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="also measure this many proof-serving processes at once (default: one per core)",
+    )
     return p
 
 
