@@ -200,9 +200,11 @@ def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
             "--root", _b64(checkpoint.root_hash),
             "--proof", ",".join(_b64(p) for p in proof),
         ]  # fmt: skip
-        console.print(" ".join(command[:2]) + " \\", markup=False, highlight=False)
-        for flag, value in zip(command[2::2], command[3::2], strict=True):
-            console.print(f"    {flag} '{value}' \\", markup=False, highlight=False)
+        pairs = [
+            f"    {flag} '{value}'"
+            for flag, value in zip(command[2::2], command[3::2], strict=True)
+        ]
+        console.print(" \\\n".join([" ".join(command[:2]), *pairs]), markup=False, highlight=False)
         verifier = shutil.which("evidence-verify") or str(
             Path(sys.executable).parent / "evidence-verify"
         )
