@@ -15,7 +15,6 @@ import asyncio
 import io
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -37,6 +36,7 @@ from pyhanko_certvalidator import ValidationContext
 
 from evidence.errors import PdfSigningError
 from evidence.local_ca import IssuedSigner
+from ledger.workflow.templates import Placement
 
 __all__ = [
     "CJK_FONT_ENV",
@@ -57,23 +57,6 @@ _CJK_FONT_CANDIDATES: Final = (
 )
 _MD_ALGORITHM: Final = "sha256"
 _TSA_TIMEOUT_SECONDS: Final = 10
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where the visible stamp goes: a 1-based page number and a rectangle in PDF points."""
-
-    page: int
-    x1: int
-    y1: int
-    x2: int
-    y2: int
-
-    def __post_init__(self) -> None:
-        if self.page < 1:
-            raise ValueError("Placement.page is 1-based")
-        if self.x2 <= self.x1 or self.y2 <= self.y1:
-            raise ValueError("Placement needs x1 < x2 and y1 < y2")
 
 
 def sign_pdf(
