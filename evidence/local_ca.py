@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -33,6 +32,7 @@ from pyhanko.sign.signers import SimpleSigner
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from evidence.errors import CertificateAuthorityError
+from ledger.files import write_new_file
 
 __all__ = [
     "CA_COMMON_NAME",
@@ -279,8 +279,8 @@ def _create_ca(directory: Path, passphrase: bytes) -> None:
     )
     # Key first, certificate last: a crash in between leaves a state load_or_create refuses.
     directory.mkdir(parents=True, exist_ok=True)
-    _write_new(directory / CA_KEY_FILE, _encrypted_pem(key, passphrase), 0o600)
-    _write_new(directory / CA_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_new_file(directory / CA_KEY_FILE, _encrypted_pem(key, passphrase), 0o600)
+    write_new_file(directory / CA_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     logger.info("created local signing CA in %s", directory)
 
 
@@ -324,7 +324,7 @@ def _install_directory(directory: Path, files: dict[str, tuple[bytes, int]]) -> 
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         for name, (content, mode) in files.items():
-            _write_new(staging / name, content, mode)
+            write_new_file(staging / name, content, mode)
         if directory.exists():
             # An expired signer certificate is replaced; the old files are kept beside it.
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -332,16 +332,6 @@ def _install_directory(directory: Path, files: dict[str, tuple[bytes, int]]) -> 
         staging.rename(directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _write_new(path: Path, content: bytes, mode: int) -> None:
-    """Write a file that must not exist yet, with ``mode`` from the start (no umask window)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(path, mode)  # the umask may have narrowed it; make it exact
 
 
 def _to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:

@@ -1,9 +1,10 @@
 """The ledger as one object: store, checkpoint key, timestamp authority and sealer.
 
 ``Ledger.open(settings)`` is what every command and the HTTP API start from. On first
-start it makes the ledger key and (in the embedded default) the local TSA under the data
-dir, and records the log origin and the key's public half in the database, so that every
-worker of one log signs with the same identity and a wrong key is refused at start.
+start it makes the ledger key under the data dir and records the log origin and the key's
+public half in the database, so that every worker of one log signs with the same identity
+and a wrong key is refused at start. The embedded default's local TSA is loaded, or made,
+only when something needs it (timestamping, or its root for the audit).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 from uuid import UUID
@@ -59,12 +61,9 @@ class Ledger:
         self.settings = settings
         self.store = store
         self.key = key
-        self._local_tsa: LocalTimestampAuthority | None = None
         self._tsa_server: LocalTsaServer | None = None
         self._timestamp_client: TimestampClient | None = None
         self._sealer_thread: SealerThread | None = None
-        if not settings.tsa_urls:
-            self._local_tsa = LocalTimestampAuthority.load_or_create(settings.local_tsa_dir)
 
     @classmethod
     def open(cls, settings: Settings) -> Ledger:
@@ -85,6 +84,13 @@ class Ledger:
             raise
 
     # -- timestamps ------------------------------------------------------------------
+
+    @cached_property
+    def _local_tsa(self) -> LocalTimestampAuthority | None:
+        """The local TSA of the embedded default, loaded (or made) only once needed."""
+        if self.settings.tsa_urls:
+            return None
+        return LocalTimestampAuthority.load_or_create(self.settings.local_tsa_dir)
 
     @property
     def tsa_trust_roots(self) -> list[x509.Certificate]:

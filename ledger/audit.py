@@ -16,7 +16,7 @@ from uuid import UUID
 
 from cryptography import x509
 
-from ledger import merkle
+from ledger import log_writer, merkle
 from ledger.checkpoints import CheckpointBody, verify_note
 from ledger.errors import CheckpointError, InvalidEvent, LedgerError
 from ledger.events import Event, format_time
@@ -123,12 +123,9 @@ def audit(
         ids = sorted(pending_nodes)
         found: dict[int, bytes] = {}
         for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in store._rows(
-                f"SELECT node_id, hash FROM ledger_nodes WHERE node_id IN ({marks})", chunk
-            ):
-                found[int(row["node_id"])] = bytes(row["hash"])
+            sql, params = log_writer.select_node_ids(ids[start : start + 500])
+            for key, value in store._tuples(sql, params):
+                found[int(key)] = bytes(value)
         for node_key in ids:
             level, index = divmod(node_key, merkle.LEVEL_STRIDE)
             stored = found.get(node_key)

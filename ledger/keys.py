@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.errors import ConfigurationError
+from ledger.files import write_new_file
 
 ED25519_SIGNATURE_TYPE = b"\x01"
 
@@ -80,18 +79,8 @@ def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    # Write a private temporary file, then link it into place: a crash never leaves a
-    # half-written key, and of two processes starting at once exactly one key wins.
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".key-")
     try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(pem)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            return load_or_create_private_key(path)
-    finally:
-        os.unlink(temporary)
+        write_new_file(path, pem, 0o600)
+    except FileExistsError:  # another process made the key first: use theirs
+        return load_or_create_private_key(path)
     return key

@@ -40,6 +40,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 
 from ledger.errors import ConfigurationError
+from ledger.files import fsync_directory, write_new_file
 
 __all__ = [
     "LOCAL_TSA_POLICY_OID",
@@ -395,8 +396,8 @@ def _create(directory: Path) -> None:
     )
     try:
         for name, content in _new_pki().items():
-            _write_new(staging / name, content, 0o600 if name in _KEY_FILES else 0o644)
-        _fsync_dir(staging)
+            write_new_file(staging / name, content, 0o600 if name in _KEY_FILES else 0o644)
+        fsync_directory(staging)
         try:
             # Atomic when the target is absent or an empty directory.
             os.rename(staging, directory)
@@ -408,9 +409,9 @@ def _create(directory: Path) -> None:
             # The target holds unrelated files: move ours in one by one, certificates last.
             for name in _FILES:
                 os.replace(staging / name, directory / name)
-            _fsync_dir(directory)
+            fsync_directory(directory)
         else:
-            _fsync_dir(directory.parent)
+            fsync_directory(directory.parent)
     except OSError as exc:
         raise LocalTsaError(f"cannot create the local TSA in {directory}: {exc}") from exc
     finally:
@@ -504,24 +505,6 @@ def _rsa_public(cert: x509.Certificate) -> rsa.RSAPublicKey:
     if not isinstance(key, rsa.RSAPublicKey):
         raise LocalTsaError("the local TSA certificate does not hold an RSA key")
     return key
-
-
-def _write_new(path: Path, content: bytes, mode: int) -> None:
-    """Write a file that must not exist yet, with ``mode`` from the start (no umask window)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(path, mode)  # the umask may have narrowed it; make it exact
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _warn_if_exposed(key_path: Path) -> None:

@@ -151,11 +151,9 @@ class LedgerStore(ABC):
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run one read-only statement (``?`` placeholders) and return its rows."""
 
+    @abstractmethod
     def _tuples(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
-        """Like :meth:`_rows`, as plain tuples; backends may serve it by a faster route."""
-        return [
-            tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in self._rows(sql, params)
-        ]
+        """Like :meth:`_rows`, as plain tuples, by the backend's fastest read route."""
 
     @abstractmethod
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:

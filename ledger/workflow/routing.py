@@ -8,7 +8,7 @@ under and the people it was routed to, even after the template or the directory 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +90,11 @@ class RouteStep:
         spec = StepSpec.from_json(
             {**value, "participants": [{"user": p} for p in participants]}, "route step"
         )
+        return cls.resolved(spec, participants)
+
+    @classmethod
+    def resolved(cls, spec: StepSpec, participants: Sequence[str]) -> RouteStep:
+        """The template step ``spec`` with its participants resolved to user ids."""
         return cls(
             key=spec.key,
             title=spec.title,
@@ -163,18 +168,7 @@ def route(
                 if not found:
                     raise RoleUnresolved(spec.key, str(ref.role))
             people.extend(p for p in found if p not in people)
-        steps.append(
-            RouteStep(
-                key=spec.key,
-                title=spec.title,
-                role=spec.role,
-                mode=spec.mode,
-                participants=tuple(people),
-                required_factors=spec.required_factors,
-                deadline_hours=spec.deadline_hours,
-                placements=spec.placements,
-            )
-        )
+        steps.append(RouteStep.resolved(spec, people))
     if not steps:
         raise RoutingError(f"no step of template {template.id!r} applies to this form")
     return Route(

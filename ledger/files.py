@@ -1,0 +1,35 @@
+"""Writing files that are made once and must never be seen half-written: keys, certificates."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_new_file(path: Path, content: bytes, mode: int) -> None:
+    """Create ``path`` holding ``content`` with ``mode``, or raise ``FileExistsError``.
+
+    The bytes go to a private temporary file beside it, are fsynced, and are then linked
+    into place: a crash never leaves a partial file, and of two processes creating the
+    same file at once exactly one succeeds.
+    """
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a directory's new entries (created or renamed files) durable."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
