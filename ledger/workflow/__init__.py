@@ -8,6 +8,7 @@ Pure Python with no storage: :func:`route` turns a template into a task's concre
 from __future__ import annotations
 
 from ledger.workflow.commands import (
+    AddDocument,
     AddSigner,
     Approve,
     Command,
@@ -25,14 +26,37 @@ from ledger.workflow.commands import (
     VerifyIdentity,
     View,
 )
-from ledger.workflow.decide import SYSTEM_ACTOR, EventDraftData, decide, preview_envelope
+from ledger.workflow.decide import (
+    PDF_MEDIA_TYPE,
+    SYSTEM_ACTOR,
+    EventDraftData,
+    decide,
+    preview_envelope,
+)
 from ledger.workflow.errors import WorkflowError
 from ledger.workflow.routing import Directory, DirectoryUser, Route, RouteStep, route
-from ledger.workflow.state import ParticipantState, StepState, TaskState, Verification, apply, fold
-from ledger.workflow.templates import Condition, ParticipantRef, Placement, StepSpec, Template
+from ledger.workflow.state import (
+    DocumentState,
+    ParticipantState,
+    StepState,
+    TaskState,
+    Verification,
+    apply,
+    fold,
+)
+from ledger.workflow.templates import (
+    Condition,
+    ParticipantRef,
+    Placement,
+    ReminderPolicy,
+    StepSpec,
+    Template,
+)
 
 __all__ = [
+    "PDF_MEDIA_TYPE",
     "SYSTEM_ACTOR",
+    "AddDocument",
     "AddSigner",
     "Approve",
     "Command",
@@ -41,6 +65,7 @@ __all__ = [
     "Create",
     "Directory",
     "DirectoryUser",
+    "DocumentState",
     "EventDraftData",
     "Expire",
     "ParticipantRef",
@@ -49,6 +74,7 @@ __all__ = [
     "ReadToEnd",
     "Reject",
     "Remind",
+    "ReminderPolicy",
     "Return",
     "Revoke",
     "Route",

@@ -11,17 +11,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ledger.blobs import BlobRef
 from ledger.workflow.routing import Route
 
 
 @dataclass(frozen=True)
 class Create:
-    """Launch a task on a route (from :func:`~ledger.workflow.routing.route`)."""
+    """Launch a task on a route (from :func:`~ledger.workflow.routing.route`).
+
+    ``documents`` are PDFs already in the blob store; ``cc`` are people told of the task
+    who never act in it. An ad hoc task is a route of a one-off template.
+    """
 
     route: Route
     title: str
     form: Mapping[str, Any] = field(default_factory=dict)
     deadline: datetime | None = None
+    documents: tuple[BlobRef, ...] = ()
+    cc: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AddDocument:
+    """The initiator attaches one more PDF while the task is still a draft."""
+
+    document: BlobRef
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,6 @@ class Expire:
 
 
 Command = (
-    Create | Submit | View | ReadToEnd | VerifyIdentity | Approve | Reject | Return | Sign
-    | Transfer | AddSigner | Remind | Comment | Revoke | Expire
+    Create | AddDocument | Submit | View | ReadToEnd | VerifyIdentity | Approve | Reject
+    | Return | Sign | Transfer | AddSigner | Remind | Comment | Revoke | Expire
 )  # fmt: skip

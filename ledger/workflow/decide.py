@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from ledger.blobs import BlobRef
 from ledger.events import (
     IDENTITY_FACTORS,
     IDENTITY_RESULTS,
@@ -28,6 +29,7 @@ from ledger.events import (
 )
 from ledger.workflow import errors
 from ledger.workflow.commands import (
+    AddDocument,
     AddSigner,
     Approve,
     Command,
@@ -50,6 +52,7 @@ from ledger.workflow.state import StepState, TaskState, apply
 
 #: The actor id of the ledger's scheduler, the only one who expires tasks and reminds by policy.
 SYSTEM_ACTOR = "system:scheduler"
+PDF_MEDIA_TYPE = "application/pdf"
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -105,16 +108,51 @@ def _text(name: str, value: str | None) -> str:
     return value
 
 
+def _document(document: BlobRef) -> dict[str, object]:
+    """A document reference as events record it, after checking each field."""
+    if not isinstance(document, BlobRef) or not _SHA256.match(document.sha256):
+        raise errors.InvalidCommand("a document needs its SHA-256 as 64 lowercase hex digits")
+    if document.media_type != PDF_MEDIA_TYPE:
+        raise errors.InvalidCommand(
+            f"{document.file_name!r} is {document.media_type}; tasks take PDF documents only"
+        )
+    if document.size <= 0:
+        raise errors.InvalidCommand(f"{document.file_name!r} is empty")
+    _text("file_name", document.file_name)
+    return document.to_json()
+
+
 def _create(command: Create, actor: str) -> list[EventDraftData]:
     if actor != command.route.initiator:
         raise errors.NotInitiator(actor, "create the task")
+    documents = [_document(d) for d in command.documents]
+    if len({d.sha256 for d in command.documents}) != len(documents):
+        raise errors.InvalidCommand("the same document is attached twice")
+    cc = [_text("cc", user) for user in command.cc]
+    if len(set(cc)) != len(cc):
+        raise errors.InvalidCommand("the CC list names someone twice")
     data = {
         **command.route.to_json(),
         "title": _text("title", command.title),
         "form": dict(command.form),
         "deadline": format_time(command.deadline) if command.deadline else None,
+        "documents": documents,
+        "cc": cc,
     }
     return [EventDraftData("task.created", data)]
+
+
+def _add_document(
+    state: TaskState, c: AddDocument, actor: str, now: datetime
+) -> list[EventDraftData]:
+    if actor != state.initiator:
+        raise errors.NotInitiator(actor, "add a document")
+    if state.status != "draft":
+        raise errors.InvalidCommand("documents can be added only before the task is submitted")
+    data = _document(c.document)
+    if state.document(c.document.sha256) is not None:
+        raise errors.InvalidCommand(f"{c.document.file_name!r} is already attached")
+    return [EventDraftData("document.added", data)]
 
 
 def _turn(state: TaskState, actor: str) -> tuple[int, StepState]:
@@ -254,6 +292,11 @@ def _sign(state: TaskState, c: Sign, actor: str, now: datetime) -> list[EventDra
     for name in ("document_sha256", "revision_sha256"):
         if not _SHA256.match(getattr(c, name)):
             raise errors.InvalidCommand(f"{name} must be 64 lowercase hex digits")
+    document = state.document(c.document_sha256)
+    if document is None:
+        raise errors.UnknownDocument(c.document_sha256)
+    if c.revision_sha256 == document.sha256 or c.revision_sha256 in document.revisions:
+        raise errors.InvalidCommand("revision_sha256 names a revision the task already has")
     proofs = _identity(state, step, actor, now)
     data = {
         "step": step.key,
@@ -363,6 +406,7 @@ def _expire(state: TaskState, c: Expire, actor: str, now: datetime) -> list[Even
 
 
 _HANDLERS: dict[type, Callable[[TaskState, Any, str, datetime], list[EventDraftData]]] = {
+    AddDocument: _add_document,
     Submit: _submit,
     View: _view,
     ReadToEnd: _view,

@@ -171,6 +171,14 @@ class UnknownStep(ActionRefused):
         self.step = step
 
 
+class UnknownDocument(ActionRefused):
+    """The act names a document that is not one of the task's."""
+
+    def __init__(self, sha256: str) -> None:
+        super().__init__(f"document {sha256} is not a document of this task")
+        self.sha256 = sha256
+
+
 class InvalidReturnTarget(ActionRefused):
     """A return must go to an earlier step that someone acts in (not a CC step)."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.workflow.errors import RoleUnresolved, RoutingError, TemplateError
-from ledger.workflow.templates import Placement, StepSpec, Template
+from ledger.workflow.templates import Placement, ReminderPolicy, StepSpec, Template
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,7 @@ class Route:
     steps: tuple[RouteStep, ...]
     allow_self_approval: bool = False
     identity_window_seconds: int = 300
+    reminder_policy: ReminderPolicy | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -129,6 +130,7 @@ class Route:
             "initiator": self.initiator,
             "allow_self_approval": self.allow_self_approval,
             "identity_window_seconds": self.identity_window_seconds,
+            "reminder_policy": self.reminder_policy.to_json() if self.reminder_policy else None,
             "steps": [s.to_json() for s in self.steps],
         }
 
@@ -143,6 +145,11 @@ class Route:
             steps=tuple(RouteStep.from_json(s) for s in value["steps"]),
             allow_self_approval=value["allow_self_approval"],
             identity_window_seconds=value["identity_window_seconds"],
+            reminder_policy=(
+                ReminderPolicy.from_json(value["reminder_policy"])
+                if value.get("reminder_policy") is not None
+                else None
+            ),
         )
 
 
@@ -179,4 +186,5 @@ def route(
         steps=tuple(steps),
         allow_self_approval=template.allow_self_approval,
         identity_window_seconds=template.identity_window_seconds,
+        reminder_policy=template.reminder_policy,
     )

@@ -36,6 +36,7 @@ class ParticipantState:
     viewed_at: datetime | None = None
     read_at: datetime | None = None
     reminders: int = 0
+    reminded_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,23 @@ class Verification:
 
 
 @dataclass(frozen=True)
+class DocumentState:
+    """A document of the task and its revisions: the upload, then each signed revision."""
+
+    sha256: str
+    file_name: str
+    media_type: str
+    size: int
+    revisions: tuple[str, ...] = ()
+    """SHA-256 of each signed (or finalised) revision, oldest first."""
+
+    @property
+    def current(self) -> str:
+        """The hash of the bytes the next signer signs: the latest revision or the upload."""
+        return self.revisions[-1] if self.revisions else self.sha256
+
+
+@dataclass(frozen=True)
 class TaskState:
     """Everything the workflow rules need about one task, rebuilt from its events."""
 
@@ -98,6 +116,10 @@ class TaskState:
     title: str = ""
     route: Route | None = None
     deadline: datetime | None = None
+    documents: tuple[DocumentState, ...] = ()
+    cc: tuple[str, ...] = ()
+    created_at: datetime | None = None
+    submitted_at: datetime | None = None
     steps: tuple[StepState, ...] = ()
     current: int | None = None
     """Index of the step being worked on; ``None`` before submission and after the last."""
@@ -129,7 +151,7 @@ class TaskState:
     @property
     def people(self) -> frozenset[str]:
         """Everyone with a part in the task: the initiator and every step's participants."""
-        users = {p.user for s in self.steps for p in s.participants}
+        users = {p.user for s in self.steps for p in s.participants} | set(self.cc)
         return frozenset(users | ({self.initiator} if self.initiator else set()))
 
     @property
@@ -141,6 +163,10 @@ class TaskState:
 
     def step_index(self, key: str) -> int | None:
         return next((i for i, s in enumerate(self.steps) if s.key == key), None)
+
+    def document(self, sha256: str) -> DocumentState | None:
+        """The task document uploaded with hash ``sha256``."""
+        return next((d for d in self.documents if d.sha256 == sha256), None)
 
 
 _Handler = Callable[["TaskState", Mapping[str, Any], str, datetime], "TaskState"]
@@ -164,7 +190,7 @@ def apply(state: TaskState, envelope: Mapping[str, Any]) -> TaskState:
     kind = envelope["type"]
     state = replace(state, last_sequence=envelope["sequence"])
     handler = _HANDLERS.get(kind)
-    if handler is None:  # documents, and types other modules own: no workflow effect
+    if handler is None:  # types other modules own: no workflow effect
         return state
     if kind != "task.created" and not state.created:
         return _anomaly(state, envelope, "event before task.created")
@@ -230,8 +256,34 @@ def _created(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime)
         title=data.get("title", ""),
         route=route,
         deadline=parse_time(deadline) if deadline else None,
+        documents=tuple(_document(d) for d in data.get("documents", ())),
+        cc=tuple(data.get("cc", ())),
+        created_at=at,
         steps=tuple(
             StepState(s, tuple(ParticipantState(u) for u in s.participants)) for s in route.steps
+        ),
+    )
+
+
+def _document(value: Mapping[str, Any]) -> DocumentState:
+    return DocumentState(value["sha256"], value["file_name"], value["media_type"], value["size"])
+
+
+def _document_added(
+    state: TaskState, env: Mapping[str, Any], actor: str, at: datetime
+) -> TaskState:
+    document = _document(env["data"])
+    if state.status != "draft" or state.document(document.sha256) is not None:
+        return _anomaly(state, env, "a document added after submission, or twice")
+    return replace(state, documents=(*state.documents, document))
+
+
+def _with_revision(state: TaskState, document: str, revision: str) -> TaskState:
+    return replace(
+        state,
+        documents=tuple(
+            replace(d, revisions=(*d.revisions, revision)) if d.sha256 == document else d
+            for d in state.documents
         ),
     )
 
@@ -239,7 +291,7 @@ def _created(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime)
 def _submitted(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime) -> TaskState:
     if state.status != "draft":
         return _anomaly(state, env, "the task was already submitted")
-    return _advance(replace(state, status="in_progress"), -1, at)
+    return _advance(replace(state, status="in_progress", submitted_at=at), -1, at)
 
 
 def _acting(state: TaskState, env: Mapping[str, Any], actor: str) -> tuple[int, StepState] | None:
@@ -260,6 +312,8 @@ def _act(act: str) -> _Handler:
         index, step = found
         step = _mark(step, actor, act=act, acted_at=at)
         if act == "signed":
+            data = env["data"]
+            state = _with_revision(state, data["document_sha256"], data["revision_sha256"])
             state = replace(state, signatures=state.signatures + 1)
         return _status(_finish_step(_set_step(state, index, step), index, at))
 
@@ -363,7 +417,8 @@ def _reminded(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime
     member = step.member(user) if step and user else None
     if step is None or index is None or member is None:
         return _anomaly(state, env, "reminder to someone not in the current step")
-    return _set_step(state, index, _mark(step, member.user, reminders=member.reminders + 1))
+    reminded = _mark(step, member.user, reminders=member.reminders + 1, reminded_at=at)
+    return _set_step(state, index, reminded)
 
 
 def _commented(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime) -> TaskState:
@@ -374,6 +429,8 @@ def _ended(status: str) -> _Handler:
     def handler(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime) -> TaskState:
         if status == "completed" and not state.all_steps_done:
             state = _anomaly(state, env, "completed before every step was done")
+        for final in env["data"].get("final_revisions", ()):
+            state = _with_revision(state, final["document_sha256"], final["revision_sha256"])
         return replace(state, status=status, finished_at=at)
 
     return handler
@@ -382,6 +439,7 @@ def _ended(status: str) -> _Handler:
 _HANDLERS: dict[str, _Handler] = {
     "task.created": _created,
     "task.submitted": _submitted,
+    "document.added": _document_added,
     "document.viewed": _viewed("viewed_at"),
     "document.read_to_end": _viewed("read_at"),
     "identity.verified": _verified,

@@ -99,6 +99,38 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class ReminderPolicy:
+    """When the scheduler reminds pending participants (催签 by policy).
+
+    The first reminder goes ``first_after_hours`` after a participant's turn began, then one
+    every ``every_hours``, at most ``max_reminders`` in one visit of a step.
+    """
+
+    first_after_hours: int
+    every_hours: int
+    max_reminders: int
+
+    def __post_init__(self) -> None:
+        _int("reminder_policy.first_after_hours", self.first_after_hours, 1)
+        _int("reminder_policy.every_hours", self.every_hours, 1)
+        _int("reminder_policy.max_reminders", self.max_reminders, 1)
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "first_after_hours": self.first_after_hours,
+            "every_hours": self.every_hours,
+            "max_reminders": self.max_reminders,
+        }
+
+    @classmethod
+    def from_json(cls, value: object, where: str = "reminder_policy") -> ReminderPolicy:
+        keys = {"first_after_hours", "every_hours", "max_reminders"}
+        if not isinstance(value, Mapping) or set(value) != keys:
+            raise TemplateError(where, f"must have exactly the fields {sorted(keys)}")
+        return cls(**{k: value[k] for k in keys})
+
+
+@dataclass(frozen=True)
 class Condition:
     """A test on one form field that decides whether a step runs.
 
@@ -265,6 +297,7 @@ class Template:
     steps: tuple[StepSpec, ...]
     allow_self_approval: bool = False
     identity_window_seconds: int = 300
+    reminder_policy: ReminderPolicy | None = None
 
     def __post_init__(self) -> None:
         _text("id", self.id)
@@ -278,6 +311,10 @@ class Template:
         if not isinstance(self.allow_self_approval, bool):
             raise TemplateError("allow_self_approval", "must be true or false")
         _int("identity_window_seconds", self.identity_window_seconds, 1)
+        if self.reminder_policy is not None and not isinstance(
+            self.reminder_policy, ReminderPolicy
+        ):
+            raise TemplateError("reminder_policy", "must be a reminder policy")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -287,6 +324,7 @@ class Template:
             "steps": [s.to_json() for s in self.steps],
             "allow_self_approval": self.allow_self_approval,
             "identity_window_seconds": self.identity_window_seconds,
+            "reminder_policy": self.reminder_policy.to_json() if self.reminder_policy else None,
         }
 
     @classmethod
@@ -310,4 +348,9 @@ class Template:
             ),
             allow_self_approval=value.get("allow_self_approval", False),
             identity_window_seconds=value.get("identity_window_seconds", 300),
+            reminder_policy=(
+                ReminderPolicy.from_json(value["reminder_policy"])
+                if value.get("reminder_policy") is not None
+                else None
+            ),
         )

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from ledger.blobs import BlobRef
 from ledger.events import Actor, new_event
 from ledger.workflow import (
     Command,
@@ -39,6 +40,10 @@ FINANCE = "u-lee"
 LEGAL = "u-ho"
 CFO = "u-cheung"
 COMPLIANCE = "u-ng"
+
+DOC = "a" * 64
+REV = "b" * 64
+CONTRACT = BlobRef(DOC, 48_213, "application/pdf", "supply-contract.pdf")
 
 
 def seed_directory() -> Directory:
@@ -165,7 +170,11 @@ def launched(amount: str = "12800.00", cross_border: bool = False, **template: A
     driver.act(
         INITIATOR,
         Create(
-            r, "Purchase request: laptops", seed_form(amount, cross_border), T0 + timedelta(days=7)
+            r,
+            "Purchase request: laptops",
+            seed_form(amount, cross_border),
+            T0 + timedelta(days=7),
+            documents=(CONTRACT,),
         ),
     )
     driver.act(INITIATOR, Submit())

@@ -6,8 +6,10 @@ from datetime import timedelta
 
 import pytest
 
+from ledger.blobs import BlobRef
 from ledger.workflow import (
     SYSTEM_ACTOR,
+    AddDocument,
     AddSigner,
     Approve,
     Command,
@@ -36,10 +38,13 @@ from ledger.workflow import errors as e
 from tests.workflow import (
     CFO,
     COMPLIANCE,
+    CONTRACT,
     DEPT_HEAD,
+    DOC,
     FINANCE,
     INITIATOR,
     LEGAL,
+    REV,
     T0,
     TaskDriver,
     launched,
@@ -49,8 +54,6 @@ from tests.workflow import (
 )
 
 SUPPLIER = "ext-supplier"
-DOC = "a" * 64
-REV = "b" * 64
 
 
 def through_countersign(driver: TaskDriver) -> None:
@@ -62,7 +65,8 @@ def through_countersign(driver: TaskDriver) -> None:
 def small_task(*steps: StepSpec, **template: object) -> TaskDriver:
     t = Template("small", 1, "Small", steps, **template)  # type: ignore[arg-type]
     driver = TaskDriver()
-    driver.act(INITIATOR, Create(route(t, {}, INITIATOR, seed_directory()), "t"))
+    r = route(t, {}, INITIATOR, seed_directory())
+    driver.act(INITIATOR, Create(r, "t", documents=(CONTRACT,)))
     driver.act(INITIATOR, Submit())
     return driver
 
@@ -330,3 +334,48 @@ def test_draft_rules() -> None:
 def test_naive_time_is_refused() -> None:
     with pytest.raises(e.InvalidCommand):
         decide(launched().state, Approve(), DEPT_HEAD, T0.replace(tzinfo=None))
+
+
+def test_documents_cc_and_signed_revisions_are_task_state() -> None:
+    d = TaskDriver()
+    r = route(seed_template(), seed_form("100"), INITIATOR, seed_directory())
+    annex = BlobRef("c" * 64, 1_024, "application/pdf", "annex.pdf")
+    d.act(INITIATOR, Create(r, "t", documents=(CONTRACT,), cc=("u-auditor",)))
+    with pytest.raises(e.NotInitiator):
+        d.act(DEPT_HEAD, AddDocument(annex))
+    assert d.act(INITIATOR, AddDocument(annex)) == ["document.added"]
+    with pytest.raises(e.InvalidCommand, match="already attached"):
+        d.act(INITIATOR, AddDocument(annex))
+    assert [x.file_name for x in d.state.documents] == ["supply-contract.pdf", "annex.pdf"]
+    assert "u-auditor" in d.state.people
+    d.act("u-auditor", Comment("noted"))  # CC people may comment and view
+    d.act(INITIATOR, Submit())
+    with pytest.raises(e.InvalidCommand, match="before the task is submitted"):
+        d.act(INITIATOR, AddDocument(BlobRef("d" * 64, 9, "application/pdf", "late.pdf")))
+    through_countersign(d)
+    d.act(SUPPLIER, VerifyIdentity("sms_otp", "sms", "passed"))
+    with pytest.raises(e.UnknownDocument):
+        d.act(SUPPLIER, Sign("e" * 64, REV))
+    with pytest.raises(e.InvalidCommand, match="already has"):
+        d.act(SUPPLIER, Sign(DOC, DOC))
+    d.act(SUPPLIER, Sign(DOC, REV))
+    contract = d.state.document(DOC)
+    assert contract is not None and contract.revisions == (REV,) and contract.current == REV
+    assert fold(d.envelopes) == d.state
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        (BlobRef("c" * 64, 10, "image/png", "scan.png"), "PDF documents only"),
+        (BlobRef("C" * 64, 10, "application/pdf", "x.pdf"), "64 lowercase hex"),
+        (BlobRef("c" * 64, 0, "application/pdf", "x.pdf"), "empty"),
+        (BlobRef("c" * 64, 10, "application/pdf", " "), "file_name"),
+    ],
+)
+def test_bad_document_references_are_refused(document: BlobRef, reason: str) -> None:
+    r = route(seed_template(), seed_form(), INITIATOR, seed_directory())
+    with pytest.raises(e.InvalidCommand, match=reason):
+        TaskDriver().act(INITIATOR, Create(r, "t", documents=(document,)))
+    with pytest.raises(e.InvalidCommand, match="twice"):
+        TaskDriver().act(INITIATOR, Create(r, "t", documents=(CONTRACT, CONTRACT)))

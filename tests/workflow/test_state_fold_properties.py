@@ -40,9 +40,11 @@ from tests.workflow import (
     CFO,
     COMPLIANCE,
     DEPT_HEAD,
+    DOC,
     FINANCE,
     INITIATOR,
     LEGAL,
+    REV,
     TaskDriver,
     launched,
 )
@@ -109,9 +111,7 @@ def next_move(driver: TaskDriver, actor: str, at: datetime) -> Any:
     missing = [f for f in step.spec.required_factors if f not in done]
     if missing:
         return VerifyIdentity(missing[0], "provider", "passed")
-    return {"approver": Approve(), "signer": Sign("a" * 64, "b" * 64)}.get(
-        step.spec.role, ReadToEnd()
-    )
+    return {"approver": Approve(), "signer": Sign(DOC, REV)}.get(step.spec.role, ReadToEnd())
 
 
 def completing_acts(envelopes: list[dict[str, Any]]) -> list[tuple[str, int, str]]:

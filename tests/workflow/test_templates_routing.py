@@ -11,6 +11,7 @@ from ledger.workflow import (
     Directory,
     ParticipantRef,
     Placement,
+    ReminderPolicy,
     Route,
     StepSpec,
     Template,
@@ -124,7 +125,14 @@ def test_no_applicable_step_is_an_error() -> None:
 
 
 def test_template_json_round_trip_is_exact() -> None:
-    template = seed_template(allow_self_approval=True, identity_window_seconds=120)
+    template = seed_template(
+        allow_self_approval=True,
+        identity_window_seconds=120,
+        reminder_policy=ReminderPolicy(first_after_hours=24, every_hours=12, max_reminders=3),
+    )
+    assert route(template, seed_form(), INITIATOR, seed_directory()).reminder_policy == (
+        template.reminder_policy
+    )
     text = json.dumps(template.to_json(), ensure_ascii=False)
     assert Template.from_json(json.loads(text)) == template
 
@@ -175,6 +183,13 @@ def test_route_json_round_trip_is_exact() -> None:
             "boolean",
         ),
         (lambda t: t["steps"][1].update(key="head"), "unique"),
+        (lambda t: t.update(reminder_policy={"every_hours": 1}), "reminder_policy"),
+        (
+            lambda t: t.update(
+                reminder_policy={"first_after_hours": 0, "every_hours": 1, "max_reminders": 1}
+            ),
+            "first_after_hours",
+        ),
     ],
 )
 def test_invalid_template_json_is_refused_naming_the_problem(mutate, where) -> None:  # type: ignore[no-untyped-def]
