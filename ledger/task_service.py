@@ -98,30 +98,6 @@ class DocumentSigner(Protocol):
     def check_pdf(self, data: bytes) -> None:
         """Raise :class:`DocumentRefused` with the reason if ``data`` is not a usable PDF."""
 
-    def act_when(
-        self,
-        task_id: UUID,
-        by: Acting,
-        choose: Callable[[TaskState, datetime], Command | None],
-    ) -> ActResult | None:
-        """Act only if ``choose`` still picks a command on the task's latest state.
-
-        For the scheduler: whether a reminder or the expiry is owed is decided again after
-        a lost race, so two schedulers never store the same reminder twice.
-        """
-        chosen: list[Command] = []
-
-        def attempt(state: TaskState, now: datetime) -> list[EventDraftData]:
-            chosen.clear()
-            command = choose(state, now)
-            if command is None:
-                return []
-            chosen.append(command)
-            return self._finalised(state, decide(state, command, by.actor.id, now))
-
-        result = self._commit(task_id, by, attempt)
-        return result if chosen else None
-
     def sign(
         self,
         pdf: bytes,
