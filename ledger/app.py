@@ -9,6 +9,7 @@ only when something needs it (timestamping, or its root for the audit).
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from cryptography import x509
 
 from ledger.errors import ConfigurationError, KeyMismatch, LedgerError
 from ledger.events import EventDraft
+from ledger.files import write_new_file
 from ledger.keys import NoteKey, load_or_create_private_key
 from ledger.local_tsa import LocalTimestampAuthority, LocalTsaServer
 from ledger.sealer import Sealer, SealerThread
@@ -109,6 +111,28 @@ class Ledger:
                 urls = [self._tsa_server.url]
             self._timestamp_client = TimestampClient(urls, self.tsa_trust_roots)
         return self._timestamp_client
+
+    def signature_tsa_url(self) -> str:
+        """The TSA URL for signature and document timestamps inside PDFs (the first one)."""
+        self.timestamp_client()
+        if self._tsa_server is not None:
+            return self._tsa_server.url
+        return self.settings.tsa_urls[0]
+
+    def key_passphrase(self) -> bytes:
+        """The passphrase of the local CA's keys: configured, or made once under the data dir.
+
+        A passphrase file beside the keys protects them from copies of the key files alone;
+        production sets ``EVIDENCE_LEDGER_KEY_PASSPHRASE`` (or a KMS) instead.
+        """
+        if self.settings.key_passphrase:
+            return self.settings.key_passphrase.encode()
+        path = self.settings.passphrase_path
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                write_new_file(path, secrets.token_urlsafe(32).encode(), mode=0o600)
+        return path.read_bytes().strip()
 
     # -- appending and sealing ---------------------------------------------------------
 

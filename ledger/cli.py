@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
+from uuid import UUID
 
 import typer
 from rich.console import Console
@@ -22,6 +24,7 @@ from ledger.app import Ledger
 from ledger.audit import AuditReport, audit
 from ledger.errors import LedgerError
 from ledger.settings import Settings
+from ledger.timeline import timeline
 
 app = typer.Typer(
     help="Evidence Ledger: an append-only, signed and timestamped record of approvals "
@@ -163,29 +166,43 @@ def audit_command(
 
 @app.command()
 def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
-    """Record a realistic procurement approval and contract signing, then prove and audit it."""
-    from ledger.demo import procurement_scenario
+    """Run the purchase request and supply contract story, then prove and audit it."""
+    # The composition root: the demo needs PDF signing, which lives above the ledger core.
+    from evidence.demo import run_story
+    from evidence.services import open_task_service
+
+    # The local CA publishes no revocation data; pyHanko warns of that on every B-LTA.
+    logging.getLogger("pyhanko.sign.validation.dss").setLevel(logging.ERROR)
 
     with _open(data_dir, database_url) as ledger:
         where = ledger.settings.database_url or ledger.settings.sqlite_path
         console.print(f"[bold]Evidence Ledger demo[/bold] — log {ledger.key.name} in {where}")
-        approval, signing, drafts = procurement_scenario()
         ledger.start_sealer()
-        receipts = []
-        for draft in drafts:  # one act at a time, as the upstream apps would send them
-            receipts.extend(ledger.append([draft]))
+        service = open_task_service(ledger)
+        run = run_story(service, say=lambda line: console.print(f"  {line}"))
+        for task in (run.purchase, run.contract):
+            _print_timeline(ledger, task)
+        count = sum(len(r.receipts) for r in run.results)
+        console.print(f"\nrecorded {count} events in two tasks")
+
+        final = service.state(run.contract).document(run.contract_document)
+        assert final is not None
+        out = ledger.settings.data_dir / "demo" / "supply-contract-NW-2026-112-signed.pdf"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(service.blobs.read(final.current))
         console.print(
-            f"recorded {len(receipts)} events: approval task {approval}, signing task {signing}"
+            f"signed contract (PAdES B-LTA, {len(final.revisions)} revisions): {out.resolve()}"
         )
-        last = receipts[-1]
-        checkpoint = ledger.wait_for_checkpoint(last.leaf_index, timestamped=True)
+
+        signed = run.supplier_signed.receipts[0]
+        last = max(r.leaf_index for r in run.supplier_signed.receipts)
+        checkpoint = ledger.wait_for_checkpoint(last, timestamped=True)
         stamp = ledger.store.timestamp_for(checkpoint.tree_size)
         assert stamp is not None
         console.print("\n[bold]Latest signed checkpoint[/bold] (C2SP tlog-checkpoint):")
         console.print(checkpoint.note, end="", markup=False, highlight=False)
         console.print(f"timestamped by {stamp.tsa_name} at {stamp.gen_time} ({stamp.tsa_url})")
 
-        signed = next(r for r in receipts if r.stream_id == signing and r.sequence == 8)
         proof = ledger.store.inclusion_proof(signed.leaf_index, checkpoint.tree_size)
         console.print(
             f"\n[bold]Inclusion proof[/bold] of the supplier's signature "
@@ -220,6 +237,24 @@ def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
         console.print(f"\ndata dir: {ledger.settings.data_dir.resolve()}")
     if not report.passed:
         raise typer.Exit(1)
+
+
+def _print_timeline(ledger: Ledger, task: UUID) -> None:
+    """The task's events: when, who, what, then from where and with which identity check."""
+    events = [e.envelope for e in ledger.store.read_stream(task)]
+    console.print(f"\n[bold]{events[0]['data'].get('title', '')}[/bold] — task {task}")
+    for e in timeline(events):
+        who = e.actor_name + (f" ({e.organisation})" if e.organisation else "")
+        console.print(
+            f"{e.sequence:>3}  {e.server_time[:23]}  {who}: [bold]{e.action} {e.action_zh}[/bold]"
+            f" {e.details}",
+            highlight=False,
+        )
+        where = " · ".join(
+            x for x in (e.ip, e.device, f"identity: {e.identity}" if e.identity else None) if x
+        )
+        if where:
+            console.print(f"     {where}", style="dim", highlight=False)
 
 
 def main() -> None:

@@ -27,6 +27,8 @@ class Settings:
     tsa_urls: tuple[str, ...] = ()
     tsa_trust_roots: tuple[Path, ...] = field(default_factory=tuple)
     seal_interval: float = 0.25
+    key_passphrase: str | None = field(default=None, repr=False)
+    """Encrypts the local signing CA's keys; made and kept under the data dir if not given."""
 
     def __post_init__(self) -> None:
         if self.tsa_urls and not self.tsa_trust_roots:
@@ -55,6 +57,18 @@ class Settings:
     @property
     def local_tsa_dir(self) -> Path:
         return self.data_dir / "local-tsa"
+
+    @property
+    def local_ca_dir(self) -> Path:
+        return self.data_dir / "local-ca"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def passphrase_path(self) -> Path:
+        return self.data_dir / "keys" / "local-ca.passphrase"
 
     @classmethod
     def load(
@@ -86,4 +100,5 @@ class Settings:
             tsa_urls=urls,
             tsa_trust_roots=roots,
             seal_interval=float(interval) if interval else 0.25,
+            key_passphrase=get("KEY_PASSPHRASE"),
         )

@@ -40,8 +40,14 @@ def test_demo_records_seals_proves_and_audits(
     demo = run("evidence-ledger", "demo", *where)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     out = demo.stdout
-    assert "recorded 19 events" in out
-    assert "Latest signed checkpoint" in out and "\n19\n" in out
+    assert "recorded 26 events in two tasks" in out
+    assert "HK$12,800.00 routes head → finance_legal → cfo" in out
+    for seen in ("陈小明 Chen Xiaoming", "转交", "退回", "sms_otp passed (sms-gw-7d21c9)"):
+        assert seen in out
+    assert "certificate CN=John Smith" in out and "(PAdES B-LTA)" in out
+    signed = tmp_path / "data" / "demo" / "supply-contract-NW-2026-112-signed.pdf"
+    assert signed.read_bytes().startswith(b"%PDF-")
+    assert "Latest signed checkpoint" in out and "\n26\n" in out
     assert "timestamped by CN=Evidence Ledger Local TSA" in out
     assert "independent verifier says: PASSED" in out
     assert "audit passed" in out
@@ -56,7 +62,7 @@ def test_demo_records_seals_proves_and_audits(
     assert checkpoint.returncode == 0
     note = tmp_path / "checkpoint.txt"
     note.write_text(checkpoint.stdout)
-    assert checkpoint.stdout.split("\n")[1] == "19"
+    assert checkpoint.stdout.split("\n")[1] == "26"
     verified = run("evidence-verify", "checkpoint", str(note), "--key", vkey)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
@@ -64,7 +70,7 @@ def test_demo_records_seals_proves_and_audits(
     assert audit.returncode == 0, audit.stdout + audit.stderr
     report = json.loads(audit.stdout)
     assert report["passed"] is True
-    assert report["events_checked"] == 19 and report["timestamps_checked"] >= 1
+    assert report["events_checked"] == 26 and report["timestamps_checked"] >= 1
 
 
 def test_a_second_demo_extends_the_same_log(tmp_path: Path) -> None:
@@ -72,7 +78,7 @@ def test_a_second_demo_extends_the_same_log(tmp_path: Path) -> None:
     assert run("evidence-ledger", "demo", *where).returncode == 0
     again = run("evidence-ledger", "demo", *where)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "\n38\n" in again.stdout and "audit passed" in again.stdout
+    assert "\n52\n" in again.stdout and "audit passed" in again.stdout
 
 
 def test_data_dir_comes_from_the_environment(tmp_path: Path) -> None:
