@@ -34,7 +34,15 @@ from ledger.workflow.decide import (
     preview_envelope,
 )
 from ledger.workflow.errors import WorkflowError
-from ledger.workflow.routing import Directory, DirectoryUser, Route, RouteStep, route
+from ledger.workflow.routing import (
+    AD_HOC_TEMPLATE,
+    Directory,
+    DirectoryUser,
+    Route,
+    RouteStep,
+    ad_hoc_route,
+    route,
+)
 from ledger.workflow.state import (
     DocumentState,
     ParticipantState,
@@ -54,6 +62,7 @@ from ledger.workflow.templates import (
 )
 
 __all__ = [
+    "AD_HOC_TEMPLATE",
     "PDF_MEDIA_TYPE",
     "SYSTEM_ACTOR",
     "AddDocument",
@@ -90,6 +99,7 @@ __all__ = [
     "VerifyIdentity",
     "View",
     "WorkflowError",
+    "ad_hoc_route",
     "apply",
     "decide",
     "fold",

@@ -188,3 +188,25 @@ def route(
         identity_window_seconds=template.identity_window_seconds,
         reminder_policy=template.reminder_policy,
     )
+
+
+#: The template id an ad hoc task records: its steps were given at launch, not by a template.
+AD_HOC_TEMPLATE = "ad-hoc"
+
+
+def ad_hoc_route(
+    initiator: str,
+    steps: Sequence[StepSpec],
+    directory: Directory,
+    *,
+    name: str = "Ad hoc task",
+    form: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Route:
+    """The route of a task whose steps the initiator sets out at launch (no stored template).
+
+    The steps get the same checks as a template's (they are routed through a one-off
+    template ``ad-hoc`` version 1), so an ad hoc task obeys every rule a templated one does.
+    """
+    template = Template(AD_HOC_TEMPLATE, 1, name, tuple(steps), **options)
+    return route(template, form or {}, initiator, directory)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ledger.workflow import (
+    AD_HOC_TEMPLATE,
     Condition,
     Directory,
     ParticipantRef,
@@ -15,6 +16,7 @@ from ledger.workflow import (
     Route,
     StepSpec,
     Template,
+    ad_hoc_route,
     route,
 )
 from ledger.workflow.errors import FormFieldError, RoleUnresolved, RoutingError, TemplateError
@@ -202,3 +204,19 @@ def test_invalid_template_json_is_refused_naming_the_problem(mutate, where) -> N
 def test_placement_needs_a_real_page() -> None:
     with pytest.raises(TemplateError, match="page"):
         Placement(0, 1, 1, 2, 2)
+
+
+def test_an_ad_hoc_task_routes_like_a_template_and_says_so() -> None:
+    steps = (
+        StepSpec("read", "Read", "viewer", "countersign", (ParticipantRef(user="u-a"),)),
+        StepSpec("approve", "Approve", "approver", "or_sign", (ParticipantRef(role="cfo"),)),
+    )
+    r = ad_hoc_route(INITIATOR, steps, seed_directory(), name="Quick sign-off")
+    assert (r.template_id, r.template_version, r.template_name) == (
+        AD_HOC_TEMPLATE,
+        1,
+        "Quick sign-off",
+    )
+    assert [s.participants for s in r.steps] == [("u-a",), (CFO,)]
+    with pytest.raises(TemplateError, match="steps"):
+        ad_hoc_route(INITIATOR, (), seed_directory())
