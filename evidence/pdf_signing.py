@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
@@ -35,28 +35,23 @@ from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
 
 from evidence.errors import PdfSigningError
+from evidence.fonts import CJK_FONT_ENV, CjkFontNotFound, cjk_font_path
 from evidence.local_ca import IssuedSigner
 from ledger.workflow.templates import Placement
 
 __all__ = [
     "CJK_FONT_ENV",
     "Placement",
+    "cjk_font_path",
     "finalise_ltav",
     "find_cjk_font",
     "sign_pdf",
 ]
 
-#: Environment variable naming an OpenType/TrueType font with CJK glyphs for stamps.
-CJK_FONT_ENV: Final = "EVIDENCE_LEDGER_STAMP_FONT"
-_CJK_FONT_CANDIDATES: Final = (
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-    "/usr/share/fonts/truetype/arphic/uming.ttc",
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-)
+_LOG = logging.getLogger(__name__)
 _MD_ALGORITHM: Final = "sha256"
 _TSA_TIMEOUT_SECONDS: Final = 10
+_CJK_LEADING: Final = 13
 
 
 def sign_pdf(
@@ -87,6 +82,7 @@ def sign_pdf(
         raise PdfSigningError(f"placement page {placement.page} is past the last ({page_count})")
     signing_cert = simple_signer.signing_cert
     assert signing_cert is not None  # SimpleSigner always has one
+    font = _opentype_font_factory()
     meta = signers.PdfSignatureMetadata(
         field_name=field_name,
         reason=reason,
@@ -98,7 +94,7 @@ def sign_pdf(
         meta,
         signer=simple_signer,
         timestamper=HTTPTimeStamper(timestamp_url, timeout=_TSA_TIMEOUT_SECONDS),
-        stamp_style=_stamp_style(),
+        stamp_style=_stamp_style(font),
         new_field_spec=fields.SigFieldSpec(
             sig_field_name=field_name,
             on_page=placement.page - 1,
@@ -107,7 +103,8 @@ def sign_pdf(
     )
     try:
         output = pdf_signer.sign_pdf(
-            writer, appearance_text_params=_stamp_params(signing_cert, reason)
+            writer,
+            appearance_text_params=_stamp_params(signing_cert, reason, cjk=font is not None),
         )
     except (SigningError, TimestampRequestError, OSError, ValueError) as exc:
         raise PdfSigningError(f"signing {field_name!r} failed: {exc}") from exc
@@ -151,17 +148,14 @@ def finalise_ltav(pdf: bytes, validation_context: ValidationContext, timestamp_u
 
 
 def find_cjk_font() -> Path | None:
-    """A font file able to draw Chinese names in stamps, or ``None`` if this machine has none.
+    """The font stamps draw Chinese names with, or ``None`` if there is none (see ``fonts``).
 
-    Used only when pyHanko's OpenType support (fontTools and uharfbuzz) is installed.
+    A misconfigured ``EVIDENCE_LEDGER_CJK_FONT`` raises :class:`evidence.fonts.CjkFontError`.
     """
-    configured = os.environ.get(CJK_FONT_ENV)
-    candidates = [configured] if configured else list(_CJK_FONT_CANDIDATES)
-    for candidate in candidates:
-        path = Path(candidate)
-        if path.is_file():
-            return path
-    return None
+    try:
+        return cjk_font_path()
+    except CjkFontNotFound:
+        return None
 
 
 def _resolve_signer(
@@ -184,17 +178,23 @@ def _incremental_writer(pdf: bytes) -> IncrementalPdfFileWriter:
 def _opentype_font_factory() -> FontEngineFactory | None:
     font = find_cjk_font()
     if font is None:
+        _LOG.warning("no CJK font: stamps name non-Latin-1 signers by id (see evidence.fonts)")
         return None
     try:
         from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
-    except ImportError:  # pyHanko's [opentype] extra is not installed
+    except ImportError:  # pyHanko's [opentype] extra (fontTools, uharfbuzz) is missing
+        _LOG.warning("pyHanko's OpenType support is not installed: stamps use Courier only")
         return None
     return GlyphAccumulatorFactory(str(font))
 
 
-def _stamp_style() -> TextStampStyle:
-    font = _opentype_font_factory()
-    box_style = text.TextBoxStyle(font=font) if font is not None else text.TextBoxStyle()
+def _stamp_style(font: FontEngineFactory | None) -> TextStampStyle:
+    # CJK glyphs fill the em box, so lines need more leading than Courier's default.
+    box_style = (
+        text.TextBoxStyle(font=font, leading=_CJK_LEADING)
+        if font is not None
+        else text.TextBoxStyle()
+    )
     return TextStampStyle(
         stamp_text="Digitally signed by %(signer)s\n%(organisation)s\n%(reason)s\n%(ts)s",
         text_box_style=box_style,
@@ -203,12 +203,12 @@ def _stamp_style() -> TextStampStyle:
     )
 
 
-def _stamp_params(cert: asn1_x509.Certificate, reason: str) -> dict[str, str]:
+def _stamp_params(cert: asn1_x509.Certificate, reason: str, *, cjk: bool) -> dict[str, str]:
     subject = cert.subject.native
     name = str(subject.get("common_name", "unknown signer"))
     organisation = str(subject.get("organization_name", ""))
     signer_id = subject.get("serial_number")
-    if _opentype_font_factory() is None:
+    if not cjk:
         # The built-in Courier font draws Latin-1 only; a Chinese name would come out as
         # garbage, so the stamp names the signer by id (the certificate has the real name).
         if not _latin1(name):

@@ -148,9 +148,11 @@ def test_signature_has_a_visible_stamp_on_the_placement_page(signed: Signed) -> 
     widget = sig.sig_field
     rect = [float(v) for v in widget["/Rect"]]
     assert rect == [60.0, 60.0, 280.0, 140.0]
-    appearance = widget["/AP"]["/N"].get_object().data
-    # Courier (the built-in stamp font) has no CJK glyphs: 陈小明 is named by signer id.
-    assert b"Digitally signed by signer user\\055" in appearance
+    appearance = widget["/AP"]["/N"].get_object()
+    # The stamp embeds the bundled CJK font (decision 0006); tests/evidence/test_fonts.py
+    # checks that 陈小明 is extractable from it.
+    (font,) = appearance["/Resources"]["/Font"].values()
+    assert "+NotoSansSC-Regular" in str(font.get_object()["/BaseFont"])
     page_two = reader.root["/Pages"]["/Kids"][1].get_object()
     assert [a.get_object()["/T"] for a in page_two["/Annots"]] == ["BuyerSignature"]
 
