@@ -101,6 +101,7 @@ _CONTEXT_FIELDS = (
     ("platform", 64, False),
     ("client_time", 64, False),
     ("request_id", 128, False),
+    ("connection_ip", 45, False),
 )
 _FACTOR_FIELDS = (
     ("factor", 32, True),
@@ -113,7 +114,7 @@ _APP_SIGNATURE_FIELDS = (
     ("app_id", 128, True),
     ("key_id", 128, True),
     ("algorithm", 32, True),
-    ("value", 16 * 1024, True),
+    ("value", MAX_ENVELOPE_BYTES // 2, True),
 )
 
 
@@ -159,7 +160,13 @@ class Actor:
 
 @dataclass(frozen=True)
 class RequestContext:
-    """Where and on what the act happened, as reported for the end user."""
+    """Where and on what the act happened.
+
+    ``ip``, ``user_agent``, ``device_id``, ``platform`` and ``client_time`` are the end
+    user's, as the upstream app reports them; ``connection_ip`` is the address the ledger
+    itself saw the request come from (the app's server, or the client behind a trusted
+    proxy), so the two are never confused.
+    """
 
     ip: str | None = None
     user_agent: str | None = None
@@ -167,6 +174,7 @@ class RequestContext:
     platform: str | None = None
     client_time: str | None = None
     request_id: str | None = None
+    connection_ip: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -176,6 +184,7 @@ class RequestContext:
             "platform": self.platform,
             "client_time": self.client_time,
             "request_id": self.request_id,
+            "connection_ip": _normalise_ip(self.connection_ip, "context.connection_ip"),
         }
 
 
@@ -412,10 +421,13 @@ def _checked_app_signature(signature: AppSignature) -> dict[str, Any]:
     return value
 
 
-def _normalise_ip(value: str | None) -> str | None:
+def _normalise_ip(value: str | None, name: str = "context.ip") -> str | None:
     if value is None:
         return None
-    return _normal_ip(value)
+    try:
+        return _normal_ip(value)
+    except InvalidEvent:
+        raise InvalidEvent(name, f"{value!r} is not an IPv4 or IPv6 address") from None
 
 
 @lru_cache(maxsize=4096)
@@ -476,8 +488,12 @@ def validate_envelope(envelope: Mapping[str, Any], *, _parts_checked: bool = Fal
 def _check_context(context: object) -> None:
     _check_string_object("context", context, _CONTEXT_FIELDS)
     assert isinstance(context, Mapping)
-    if context["ip"] is not None and _normalise_ip(context["ip"]) != context["ip"]:
-        raise InvalidEvent("context.ip", f"{context['ip']!r} is not in normal form")
+    for name in ("ip", "connection_ip"):
+        if (
+            context[name] is not None
+            and _normalise_ip(context[name], f"context.{name}") != context[name]
+        ):
+            raise InvalidEvent(f"context.{name}", f"{context[name]!r} is not in normal form")
 
 
 def _is_int(value: object) -> bool:

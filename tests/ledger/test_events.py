@@ -108,6 +108,16 @@ BAD_ENVELOPES: list[tuple[str, dict[str, Any], str]] = [
     ("oversize name", {"actor": {**ALICE.to_json(), "display_name": "x" * 257}}, "257"),
     ("oversize user agent", {"context": {**PHONE.to_json(), "user_agent": "u" * 1025}}, "1025"),
     ("malformed ip", {"context": {**PHONE.to_json(), "ip": "300.1.2.3"}}, "context.ip"),
+    (
+        "malformed connection ip",
+        {"context": {**PHONE.to_json(), "connection_ip": "10.0.0"}},
+        "context.connection_ip",
+    ),
+    (
+        "connection ip not in normal form",
+        {"context": {**PHONE.to_json(), "connection_ip": "2001:DB8::1"}},
+        "normal form",
+    ),
     ("extra field", {"colour": "blue"}, "unknown fields"),
     ("bad uuid", {"event_id": "not-a-uuid"}, "event_id"),
     ("upper-case uuid", {"stream_id": str(uuid.uuid4()).upper()}, "canonical lowercase"),
