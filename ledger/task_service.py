@@ -19,14 +19,14 @@ hash is in the log.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
 from ledger.blobs import BlobError, BlobRef, BlobStore
 from ledger.errors import LedgerError, StreamConflict
-from ledger.events import Actor, RequestContext
+from ledger.events import Actor, AppSignature, EventDraft, RequestContext
 from ledger.store import LedgerStore, Receipt
 from ledger.workflow import (
     PDF_MEDIA_TYPE,
@@ -66,10 +66,24 @@ class TaskNotFound(TaskServiceError):
 
 @dataclass(frozen=True)
 class Acting:
-    """Who acts and from where: the actor and the request context of their device."""
+    """Who acts and from where: the actor and the request context of their device.
+
+    An upstream app also gives the event id it chose and its signature over what it sent;
+    both go on the act's own event (not on events the ledger adds, such as
+    ``task.completed``), so a replayed request is refused by the event id.
+    """
 
     actor: Actor
     context: RequestContext = field(default_factory=RequestContext)
+    event_id: UUID | None = None
+    app_signature: AppSignature | None = None
+
+    def drafts(self, task_id: UUID, drafts: Sequence[EventDraftData]) -> list[EventDraft]:
+        """The store's drafts: every event by this actor, the first carrying the request."""
+        out = [d.to_draft(task_id, self.actor, self.context) for d in drafts]
+        if out:
+            out[0] = replace(out[0], event_id=self.event_id, app_signature=self.app_signature)
+        return out
 
 
 @dataclass(frozen=True)
@@ -310,8 +324,7 @@ class TaskService:
                 return ActResult(task_id, [], [], state)
             try:
                 receipts = self.store.append(
-                    [d.to_draft(task_id, by.actor, by.context) for d in drafts],
-                    expected={task_id: state.last_sequence},
+                    by.drafts(task_id, drafts), expected={task_id: state.last_sequence}
                 )
             except StreamConflict:
                 continue

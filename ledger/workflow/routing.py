@@ -53,6 +53,82 @@ class Directory:
         person = self.users.get(user_id)
         return person.display_name if person else user_id
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "users": {
+                uid: {
+                    "display_name": u.display_name,
+                    "organisation": u.organisation,
+                    "department": u.department,
+                }
+                for uid, u in self.users.items()
+            },
+            "roles": {role: list(people) for role, people in self.roles.items()},
+            "department_roles": {
+                dept: {role: list(people) for role, people in roles.items()}
+                for dept, roles in self.department_roles.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> Directory:
+        """The one door for an uploaded directory: every field checked, or TemplateError."""
+        if not isinstance(value, Mapping) or not set(value) <= {
+            "users",
+            "roles",
+            "department_roles",
+        }:
+            raise TemplateError("directory", "must be an object of users, roles, department_roles")
+        users: dict[str, DirectoryUser] = {}
+        for uid, entry in _mapping("directory.users", value.get("users", {})).items():
+            where = f"directory.users.{uid}"
+            entry = _mapping(where, entry)
+            if not set(entry) <= {"display_name", "organisation", "department"}:
+                raise TemplateError(where, "has unknown fields")
+            users[_name(where, uid)] = DirectoryUser(
+                _name(f"{where}.display_name", entry.get("display_name")),
+                _optional_name(f"{where}.organisation", entry.get("organisation")),
+                _optional_name(f"{where}.department", entry.get("department")),
+            )
+        roles = {
+            _name("directory.roles", role): _people(f"directory.roles.{role}", people)
+            for role, people in _mapping("directory.roles", value.get("roles", {})).items()
+        }
+        department_roles = {
+            _name("directory.department_roles", dept): {
+                _name(f"directory.department_roles.{dept}", role): _people(
+                    f"directory.department_roles.{dept}.{role}", people
+                )
+                for role, people in _mapping(f"directory.department_roles.{dept}", roles_).items()
+            }
+            for dept, roles_ in _mapping(
+                "directory.department_roles", value.get("department_roles", {})
+            ).items()
+        }
+        return cls(users, roles, department_roles)
+
+
+def _mapping(where: str, value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TemplateError(where, "must be a JSON object")
+    return value
+
+
+def _name(where: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 256:
+        raise TemplateError(where, "must be a non-blank string of at most 256 characters")
+    return value
+
+
+def _optional_name(where: str, value: object) -> str | None:
+    return None if value is None else _name(where, value)
+
+
+def _people(where: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise TemplateError(where, "must be a non-empty list of user ids")
+    return tuple(_name(where, v) for v in value)
+
 
 @dataclass(frozen=True)
 class RouteStep:

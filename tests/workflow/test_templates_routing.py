@@ -220,3 +220,18 @@ def test_an_ad_hoc_task_routes_like_a_template_and_says_so() -> None:
     assert [s.participants for s in r.steps] == [("u-a",), (CFO,)]
     with pytest.raises(TemplateError, match="steps"):
         ad_hoc_route(INITIATOR, (), seed_directory())
+
+
+def test_directory_json_round_trip_and_refusals() -> None:
+    directory = seed_directory()
+    assert Directory.from_json(json.loads(json.dumps(directory.to_json()))) == directory
+    for bad in (
+        [],
+        {"users": {"u-1": {"display_name": " "}}},
+        {"users": {"u-1": {"display_name": "A", "salary": "1"}}},
+        {"roles": {"cfo": []}},
+        {"department_roles": {"procurement": {"department_head": "u-1"}}},
+        {"groups": {}},
+    ):
+        with pytest.raises(TemplateError):
+            Directory.from_json(bad)
