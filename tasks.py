@@ -57,7 +57,7 @@ def lint() -> int:
     for command in (
         (BIN / "ruff", "check", "."),
         (BIN / "ruff", "format", "--check", "."),
-        (BIN / "mypy", "ledger", "verifier", "evidence"),
+        (BIN / "mypy", "ledger", "verifier", "evidence", "projections"),
     ):
         code = run(*command)
         if code:

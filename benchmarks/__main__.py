@@ -6,14 +6,18 @@ import argparse
 import os
 import sys
 
-from benchmarks import append, proofs
+import benchmarks.projection as projection
+from benchmarks import append, proofs, signing
 
-BENCHMARKS = {"append": append.run, "proofs": proofs.run}
+BENCHMARKS = {"append": append.run, "proofs": proofs.run, "signing": signing.run}
+BENCHMARKS["projection"] = projection.run
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    p.add_argument("names", nargs="*", metavar="NAME", help="append, proofs (default: both)")
+    p.add_argument(
+        "names", nargs="*", metavar="NAME", help="append, proofs, signing (default: all)"
+    )
     a = p.add_argument_group("append")
     a.add_argument(
         "--batch", type=int, nargs="+", default=list(append.BATCH_SIZES), help="default 1 10 100"
@@ -41,6 +45,30 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=os.cpu_count() or 1,
         help="also measure this many proof-serving processes at once (default: one per core)",
+    )
+    c = p.add_argument_group("signing")
+    c.add_argument(
+        "--signatures",
+        type=int,
+        default=signing.DEFAULT_SIGNATURES,
+        help=f"timed signatures per contender (default {signing.DEFAULT_SIGNATURES})",
+    )
+    d = p.add_argument_group("projection (--rebuild also rebuilds its cached ledger)")
+    d.add_argument(
+        "--events",
+        type=int,
+        default=projection.DEFAULT_EVENTS,
+        help=f"task events in the ledger (default {projection.DEFAULT_EVENTS})",
+    )
+    d.add_argument(
+        "--peer-events",
+        type=int,
+        default=0,
+        help="events for eventsourcing's follower (default: as many as ours)",
+    )
+    d.add_argument("--skip-peer", action="store_true", help="time ours only")
+    d.add_argument(
+        "--profile-projection", action="store_true", help="cProfile ours and print the top"
     )
     return p
 

@@ -14,9 +14,11 @@ not pending, say, appended directly by an upstream app) is not applied but recor
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+import orjson
 
 from ledger.workflow.routing import Route, RouteStep
 
@@ -59,14 +61,14 @@ class StepState:
     @property
     def members(self) -> tuple[ParticipantState, ...]:
         """The participants who still belong to the step (not transferred away)."""
-        return tuple(p for p in self.participants if p.act != "transferred")
+        return tuple([p for p in self.participants if p.act != "transferred"])
 
     @property
     def pending(self) -> tuple[str, ...]:
         """Who may act now: the next in line (sequential) or everyone yet to act."""
         if not self.active or self.done:
             return ()
-        waiting = tuple(p.user for p in self.members if p.act is None)
+        waiting = tuple([p.user for p in self.members if p.act is None])
         return waiting[:1] if self.spec.mode == "sequential" else waiting
 
     @property
@@ -170,6 +172,22 @@ class TaskState:
 
 
 _Handler = Callable[["TaskState", Mapping[str, Any], str, datetime], "TaskState"]
+_T = TypeVar("_T")
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _replace(value: _T, **changes: Any) -> _T:
+    """``dataclasses.replace`` for the frozen, slot-less, unvalidated dataclasses here.
+
+    It copies the instance dictionary instead of calling ``__init__`` with every field,
+    several times faster; equality and hashing see the same field values.
+    """
+    fields = value.__dict__.copy()
+    fields.update(changes)
+    copy: _T = _new(type(value))
+    _set(copy, "__dict__", fields)
+    return copy
 
 
 def parse_time(value: str) -> datetime:
@@ -187,8 +205,18 @@ def fold(events: Iterable[Mapping[str, Any]]) -> TaskState:
 
 def apply(state: TaskState, envelope: Mapping[str, Any]) -> TaskState:
     """The state after one more event of the task's stream."""
+    after = _apply(state, envelope)
+    if after is state:
+        return _replace(state, last_sequence=envelope["sequence"])
+    # ``after`` was made during this call and nobody else holds it yet: set the sequence
+    # on it rather than copy it once more (no handler reads ``last_sequence``).
+    after.__dict__["last_sequence"] = envelope["sequence"]
+    return after
+
+
+def _apply(state: TaskState, envelope: Mapping[str, Any]) -> TaskState:
+    """The effect of one event on everything but ``last_sequence``."""
     kind = envelope["type"]
-    state = replace(state, last_sequence=envelope["sequence"])
     handler = _HANDLERS.get(kind)
     if handler is None:  # types other modules own: no workflow effect
         return state
@@ -203,19 +231,23 @@ def apply(state: TaskState, envelope: Mapping[str, Any]) -> TaskState:
 
 def _anomaly(state: TaskState, envelope: Mapping[str, Any], reason: str) -> TaskState:
     note = f"#{envelope['sequence']} {envelope['type']}: {reason}"
-    return replace(state, anomalies=(*state.anomalies, note))
+    return _replace(state, anomalies=(*state.anomalies, note))
 
 
 def _set_step(state: TaskState, index: int, step: StepState) -> TaskState:
-    return replace(state, steps=(*state.steps[:index], step, *state.steps[index + 1 :]))
+    return _replace(state, steps=(*state.steps[:index], step, *state.steps[index + 1 :]))
+
+
+#: A participant who has done nothing yet; copies of it are ``ParticipantState(user)``.
+_NOBODY = ParticipantState("")
 
 
 def _enter(step: StepState, at: datetime) -> StepState:
     """A fresh visit of ``step``: everyone pending again, the due time from now."""
     hours = step.spec.deadline_hours
-    return replace(
+    return _replace(
         step,
-        participants=tuple(ParticipantState(p.user) for p in step.members),
+        participants=tuple([_replace(_NOBODY, user=p.user) for p in step.members]),
         visit=step.visit + 1,
         active=True,
         done=step.spec.role == "cc",  # CC participants are told, never waited for
@@ -233,24 +265,25 @@ def _advance(state: TaskState, after: int, at: datetime) -> TaskState:
             step = _enter(step, at)
             state = _set_step(state, index, step)
         if not step.done:
-            return replace(state, current=index)
+            return _replace(state, current=index)
         index += 1
-    return replace(state, current=None, all_steps_done=True)
+    return _replace(state, current=None, all_steps_done=True)
 
 
 def _status(state: TaskState) -> TaskState:
     if state.finished or state.status == "draft":
         return state
-    return replace(state, status="partially_signed" if state.signatures else "in_progress")
+    status = "partially_signed" if state.signatures else "in_progress"
+    return state if state.status == status else _replace(state, status=status)
 
 
 def _created(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime) -> TaskState:
     if state.created:
         return _anomaly(state, env, "the task was already created")
     data = env["data"]
-    route = Route.from_json(data)
+    route, steps = _route(data)
     deadline = data.get("deadline")
-    return replace(
+    return _replace(
         state,
         created=True,
         title=data.get("title", ""),
@@ -259,10 +292,53 @@ def _created(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime)
         documents=tuple(_document(d) for d in data.get("documents", ())),
         cc=tuple(data.get("cc", ())),
         created_at=at,
-        steps=tuple(
-            StepState(s, tuple(ParticipantState(u) for u in s.participants)) for s in route.steps
-        ),
+        steps=steps,
     )
+
+
+#: The fields of ``task.created`` data that :meth:`Route.from_json` reads.
+_ROUTE_FIELDS = (
+    "template",
+    "initiator",
+    "steps",
+    "allow_self_approval",
+    "identity_window_seconds",
+    "reminder_policy",
+)
+_ROUTE_CACHE_SIZE = 4096
+_routes: dict[bytes, tuple[Route, tuple[StepState, ...]]] = {}
+
+
+def _initial_steps(route: Route) -> tuple[StepState, ...]:
+    return tuple(
+        StepState(s, tuple(ParticipantState(u) for u in s.participants)) for s in route.steps
+    )
+
+
+def _route(data: Mapping[str, Any]) -> tuple[Route, tuple[StepState, ...]]:
+    """``Route.from_json(data)`` and its steps before submission, remembered.
+
+    Many tasks share a template and its people.
+
+    A route is an immutable value, so sharing one between states changes nothing. The key
+    is the exact JSON of the fields read (a missing field differs from a null one); a
+    refusal is never remembered.
+    """
+    try:
+        key = orjson.dumps(
+            {k: data[k] for k in _ROUTE_FIELDS if k in data}, option=orjson.OPT_SORT_KEYS
+        )
+    except TypeError:
+        route = Route.from_json(data)
+        return route, _initial_steps(route)
+    found = _routes.get(key)
+    if found is None:
+        route = Route.from_json(data)
+        found = (route, _initial_steps(route))
+        if len(_routes) >= _ROUTE_CACHE_SIZE:
+            _routes.clear()
+        _routes[key] = found
+    return found
 
 
 def _document(value: Mapping[str, Any]) -> DocumentState:
@@ -275,14 +351,14 @@ def _document_added(
     document = _document(env["data"])
     if state.status != "draft" or state.document(document.sha256) is not None:
         return _anomaly(state, env, "a document added after submission, or twice")
-    return replace(state, documents=(*state.documents, document))
+    return _replace(state, documents=(*state.documents, document))
 
 
 def _with_revision(state: TaskState, document: str, revision: str) -> TaskState:
-    return replace(
+    return _replace(
         state,
         documents=tuple(
-            replace(d, revisions=(*d.revisions, revision)) if d.sha256 == document else d
+            _replace(d, revisions=(*d.revisions, revision)) if d.sha256 == document else d
             for d in state.documents
         ),
     )
@@ -291,7 +367,7 @@ def _with_revision(state: TaskState, document: str, revision: str) -> TaskState:
 def _submitted(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime) -> TaskState:
     if state.status != "draft":
         return _anomaly(state, env, "the task was already submitted")
-    return _advance(replace(state, status="in_progress", submitted_at=at), -1, at)
+    return _advance(_replace(state, status="in_progress", submitted_at=at), -1, at)
 
 
 def _acting(state: TaskState, env: Mapping[str, Any], actor: str) -> tuple[int, StepState] | None:
@@ -314,17 +390,17 @@ def _act(act: str) -> _Handler:
         if act == "signed":
             data = env["data"]
             state = _with_revision(state, data["document_sha256"], data["revision_sha256"])
-            state = replace(state, signatures=state.signatures + 1)
+            state = _replace(state, signatures=state.signatures + 1)
         return _status(_finish_step(_set_step(state, index, step), index, at))
 
     return handler
 
 
 def _mark(step: StepState, user: str, **changes: Any) -> StepState:
-    return replace(
+    return _replace(
         step,
         participants=tuple(
-            replace(p, **changes) if p.user == user and p.act != "transferred" else p
+            _replace(p, **changes) if p.user == user and p.act != "transferred" else p
             for p in step.participants
         ),
     )
@@ -334,7 +410,7 @@ def _finish_step(state: TaskState, index: int, at: datetime) -> TaskState:
     step = state.steps[index]
     if not step.complete:
         return state
-    return _advance(_set_step(state, index, replace(step, done=True)), index, at)
+    return _advance(_set_step(state, index, _replace(step, done=True)), index, at)
 
 
 def _viewed(field: str) -> _Handler:
@@ -356,7 +432,7 @@ def _verified(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime
     check = Verification(
         actor, data["factor"], data["method"], data["result"], at, data.get("provider_reference")
     )
-    return replace(state, verifications=(*state.verifications, check))
+    return _replace(state, verifications=(*state.verifications, check))
 
 
 def _rejected(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime) -> TaskState:
@@ -365,7 +441,7 @@ def _rejected(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime
         return _anomaly(state, env, f"{actor!r} was not pending in the named step")
     index, step = found
     state = _set_step(state, index, _mark(step, actor, act="rejected", acted_at=at))
-    return replace(state, status="rejected", finished_at=at)
+    return _replace(state, status="rejected", finished_at=at)
 
 
 def _returned(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime) -> TaskState:
@@ -374,10 +450,10 @@ def _returned(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime
     if found is None or target is None or target >= found[0]:
         return _anomaly(state, env, "not a return by a pending participant to an earlier step")
     steps = tuple(
-        replace(s, active=False, done=False, started_at=None, due_at=None) if i >= target else s
+        _replace(s, active=False, done=False, started_at=None, due_at=None) if i >= target else s
         for i, s in enumerate(state.steps)
     )
-    return _advance(replace(state, steps=steps), target - 1, at)
+    return _advance(_replace(state, steps=steps), target - 1, at)
 
 
 def _transferred(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime) -> TaskState:
@@ -389,10 +465,10 @@ def _transferred(state: TaskState, env: Mapping[str, Any], actor: str, at: datet
     people: list[ParticipantState] = []
     for p in step.participants:
         if p.user == actor and p.act is None:
-            people += [replace(p, act="transferred", acted_at=at), ParticipantState(to_user)]
+            people += [_replace(p, act="transferred", acted_at=at), ParticipantState(to_user)]
         else:
             people.append(p)
-    return _set_step(state, index, replace(step, participants=tuple(people)))
+    return _set_step(state, index, _replace(step, participants=tuple(people)))
 
 
 def _signer_added(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime) -> TaskState:
@@ -406,9 +482,9 @@ def _signer_added(state: TaskState, env: Mapping[str, Any], actor: str, at: date
         return _anomaly(state, env, f"step key {added.key!r} is taken")
     new = StepState(added, tuple(ParticipantState(u) for u in added.participants))
     at_index = index if data["position"] == "before" else index + 1
-    state = replace(state, steps=(*state.steps[:at_index], new, *state.steps[at_index:]))
+    state = _replace(state, steps=(*state.steps[:at_index], new, *state.steps[at_index:]))
     if data["position"] == "before":
-        return replace(_set_step(state, index, _enter(new, at)), current=index)
+        return _replace(_set_step(state, index, _enter(new, at)), current=index)
     return state
 
 
@@ -422,7 +498,7 @@ def _reminded(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime
 
 
 def _commented(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime) -> TaskState:
-    return replace(state, comments=state.comments + 1)
+    return _replace(state, comments=state.comments + 1)
 
 
 def _ended(status: str) -> _Handler:
@@ -431,7 +507,7 @@ def _ended(status: str) -> _Handler:
             state = _anomaly(state, env, "completed before every step was done")
         for final in env["data"].get("final_revisions", ()):
             state = _with_revision(state, final["document_sha256"], final["revision_sha256"])
-        return replace(state, status=status, finished_at=at)
+        return _replace(state, status=status, finished_at=at)
 
     return handler
 
