@@ -257,6 +257,89 @@ def _print_timeline(ledger: Ledger, task: UUID) -> None:
             console.print(f"     {where}", style="dim", highlight=False)
 
 
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(help="Worker processes (one database for all).")] = 1,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(help="Address or network of a proxy whose X-Forwarded-For is believed."),
+    ] = None,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs) and run the sealer and the scheduler."""
+    import os
+
+    import uvicorn
+
+    settings = Settings.load(data_dir=data_dir, database_url=database_url)
+    with Ledger.open(settings):  # make keys and tables once, before workers race for them
+        pass
+    os.environ["EVIDENCE_LEDGER_DATA_DIR"] = str(settings.data_dir)
+    if settings.database_url:
+        os.environ["EVIDENCE_LEDGER_DATABASE_URL"] = settings.database_url
+    if trusted_proxy:
+        os.environ["EVIDENCE_LEDGER_TRUSTED_PROXIES"] = ",".join(trusted_proxy)
+    uvicorn.run(
+        "api.server:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+tenant_app = typer.Typer(help="Tenants and their API keys (operator commands).")
+app.add_typer(tenant_app, name="tenant")
+
+
+@tenant_app.command("create")
+def tenant_create(
+    name: str,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    tenant_id: Annotated[str | None, typer.Option(help="Choose the id (default: random).")] = None,
+) -> None:
+    """Create a tenant and its first admin API key (shown once)."""
+    from api.tenancy import TenantStore
+
+    with _open(data_dir, database_url) as ledger:
+        tenants = TenantStore(ledger.store)
+        try:
+            made = tenants.create_tenant(name, tenant_id)
+            key = tenants.create_api_key(made, "admin", "first admin key")
+        finally:
+            tenants.close()
+    console.print(f"tenant: {made}")
+    console.print(f"admin API key (shown once): {key}", highlight=False)
+
+
+@tenant_app.command("api-key")
+def tenant_api_key(
+    tenant: str,
+    role: Annotated[str, typer.Option(help="app, legal, auditor, compliance or admin")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    label: Annotated[str | None, typer.Option(help="A note on who holds the key.")] = None,
+) -> None:
+    """Make another API key for a tenant (shown once; only its hash is kept)."""
+    from api.tenancy import TenantStore
+
+    with _open(data_dir, database_url) as ledger:
+        tenants = TenantStore(ledger.store)
+        try:
+            key = tenants.create_api_key(tenant, role, label)
+        except ValueError as exc:
+            errors.print(f"[red]error[/red]: {exc}")
+            raise typer.Exit(1) from None
+        finally:
+            tenants.close()
+    console.print(key, highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

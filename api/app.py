@@ -1,0 +1,126 @@
+"""The FastAPI application: upstream apps, legal teams, auditors and compliance officers.
+
+:func:`create_app` wires one :class:`~ledger.app.Ledger` with its task service, tenancy
+tables and task-state projection, and, while the app runs, the sealer, a projection
+follower and the scheduler. ``evidence-ledger serve`` runs it under uvicorn; tests use it
+through FastAPI's test client or a real uvicorn on loopback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from fastapi import FastAPI
+
+from api import problems, routes_admin, routes_events, routes_log, routes_tasks
+from api.security import ApiSettings
+from api.tenancy import TenantStore
+from ledger.app import Ledger
+from ledger.errors import LedgerError
+from ledger.scheduler import Scheduler, SchedulerThread
+from ledger.task_service import TaskService
+from projections import TaskProjection
+
+_LOG = logging.getLogger(__name__)
+
+API_PREFIX = "/v1"
+
+
+@dataclass
+class Runtime:
+    """Everything a request handler reaches through ``request.app.state``."""
+
+    ledger: Ledger
+    tasks: TaskService
+    tenants: TenantStore
+    projection: TaskProjection
+    settings: ApiSettings
+
+
+class ProjectionFollower(threading.Thread):
+    """Keeps the task-state projection caught up with the log (every ``interval`` s)."""
+
+    def __init__(self, projection: TaskProjection, interval: float = 0.2) -> None:
+        super().__init__(name="evidence-ledger-projection", daemon=True)
+        self.projection = projection
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self.projection.catch_up()
+            except (LedgerError, OSError):
+                _LOG.exception("projection catch-up failed; trying again")
+            except Exception:
+                _LOG.exception("projection catch-up failed unexpectedly; trying again")
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def create_app(
+    ledger: Ledger,
+    tasks: TaskService,
+    *,
+    settings: ApiSettings | None = None,
+    background: bool = True,
+    scheduler_interval: float = 30.0,
+    close_ledger: bool = False,
+) -> FastAPI:
+    """The API over ``ledger``; with ``background`` it also seals, projects and schedules."""
+    settings = settings or ApiSettings()
+    tenants = TenantStore(ledger.store)
+    projection = TaskProjection(ledger.store)
+    runtime = Runtime(ledger, tasks, tenants, projection, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        follower: ProjectionFollower | None = None
+        scheduler: SchedulerThread | None = None
+        if background:
+            ledger.start_sealer()
+            follower = ProjectionFollower(projection)
+            follower.start()
+            scheduler = SchedulerThread(
+                Scheduler(tasks, lambda now: _due(projection, now)), scheduler_interval
+            )
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+            if follower is not None:
+                follower.stop()
+            if close_ledger:
+                projection.close()
+                tenants.close()
+                ledger.close()
+
+    app = FastAPI(
+        title="Evidence Ledger",
+        version="1",
+        summary="Hash-chained, Merkle-logged, signed and timestamped evidence of approvals "
+        "and signatures.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.tenants = tenants
+    problems.install(app)
+
+    for module in (routes_admin, routes_tasks, routes_events, routes_log):
+        app.include_router(module.router, prefix=API_PREFIX)
+    return app
+
+
+def _due(projection: TaskProjection, now: datetime) -> list[UUID]:
+    return [UUID(t) for t in projection.due(now)]

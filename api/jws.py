@@ -1,0 +1,118 @@
+"""App signatures: JWS (RFC 7515) with EdDSA (RFC 8037) over the RFC 8785 form of the body.
+
+An app sends its JSON body as usual and, in the ``JWS-Signature`` header, a compact JWS
+with a detached payload (RFC 7515 appendix F): ``BASE64URL(header)..BASE64URL(signature)``.
+The payload it signed is the RFC 8785 (JCS) canonical form of the body, so any JSON
+serialisation of the same body verifies. The protected header must be
+``{"alg": "EdDSA", "kid": KEY_ID}`` (other members are allowed and signed too).
+
+The ledger keeps the attached form ``header.payload.signature`` in the event's
+``app_signature.value``: any stock JWS library verifies it with the app's public key and
+gets back exactly what the app sent. See ``docs/api.md`` for signing in a few lines.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+HEADER = "JWS-Signature"
+ALGORITHM = "EdDSA"
+MAX_HEADER_BYTES = 1024
+
+
+class SignatureError(ValueError):
+    """The signature is missing, malformed or does not verify; the message says which."""
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(text: str) -> bytes:
+    if not text or any(c not in _B64URL for c in text):
+        raise SignatureError("not base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureError("not base64url") from exc
+
+
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def canonical_body(body: Any) -> bytes:
+    """The RFC 8785 bytes an app signs for ``body`` (floats are refused, as in events)."""
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS) if _plain(body) else rfc8785.dumps(body)
+
+
+def _plain(value: Any) -> bool:
+    """True when orjson's sorted output is exactly RFC 8785 (see decision 0004)."""
+    if isinstance(value, dict):
+        return all(
+            isinstance(k, str) and all(ord(c) < 0xD800 for c in k) and _plain(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, float):
+        raise SignatureError("signed bodies may not contain floats; send decimals as strings")
+    return True
+
+
+@dataclass(frozen=True)
+class DetachedJws:
+    """A parsed ``JWS-Signature`` header: its protected header and signature bytes."""
+
+    protected: str
+    kid: str
+    signature: bytes
+
+    def attached(self, payload: bytes) -> str:
+        """The compact serialisation with the payload in place, as kept in the event."""
+        return f"{self.protected}.{b64url(payload)}.{b64url(self.signature)}"
+
+
+def parse(header_value: str | None) -> DetachedJws:
+    """Parse the header; raise :class:`SignatureError` saying what is wrong."""
+    if not header_value:
+        raise SignatureError(f"the {HEADER} header is missing: every event body must be signed")
+    if len(header_value) > MAX_HEADER_BYTES:
+        raise SignatureError(f"the {HEADER} header is longer than {MAX_HEADER_BYTES} bytes")
+    parts = header_value.strip().split(".")
+    if len(parts) != 3 or parts[1] != "":
+        raise SignatureError(f"{HEADER} must be a detached compact JWS: header..signature")
+    protected, _, signature = parts
+    try:
+        header = orjson.loads(b64url_decode(protected))
+    except orjson.JSONDecodeError as exc:
+        raise SignatureError("the JWS protected header is not JSON") from exc
+    if not isinstance(header, dict):
+        raise SignatureError("the JWS protected header is not a JSON object")
+    if header.get("alg") != ALGORITHM:
+        raise SignatureError(f"the JWS alg must be {ALGORITHM}, not {header.get('alg')!r}")
+    if "crit" in header:
+        raise SignatureError("the JWS has critical extensions this ledger does not know")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > 128:
+        raise SignatureError("the JWS header needs a kid naming the app's registered key")
+    raw = b64url_decode(signature)
+    if len(raw) != 64:
+        raise SignatureError("an Ed25519 signature is 64 bytes")
+    return DetachedJws(protected, kid, raw)
+
+
+def verify(jws: DetachedJws, payload: bytes, public_key: bytes) -> None:
+    """Check the signature over ``payload``; raise :class:`SignatureError` if it fails."""
+    signing_input = f"{jws.protected}.{b64url(payload)}".encode()
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(jws.signature, signing_input)
+    except (InvalidSignature, ValueError) as exc:
+        raise SignatureError(f"the signature does not verify with key {jws.kid!r}") from exc

@@ -1,0 +1,429 @@
+"""Tenants, their API keys and app keys, what each tenant owns, and idempotency records.
+
+These tables live in the ledger's database beside the log. They are not evidence (the log
+is), but they decide who may see and do what: every task stream and every document is
+owned by exactly one tenant, claimed before its first event is stored, and every read
+checks the owner.
+
+API keys look like ``elk_<key id>_<secret>``; only the SHA-256 of the secret is stored (the
+secret is 256 random bits, so a plain hash is as strong as a slow one) and it is compared
+in constant time. App keys are Ed25519 public keys registered per app, with key ids,
+rotation (several live keys) and revocation. Templates and directories are stored as
+versions and never changed, so a task's template can always be shown as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from ledger.events import format_time
+from ledger.store import LedgerStore
+from ledger.workflow import Directory, Template
+from projections.database import database_for
+
+#: A pending idempotency claim older than this was left by a crashed worker; it may be retaken.
+PENDING_LAPSE = timedelta(seconds=60)
+ROLES: frozenset[str] = frozenset({"app", "legal", "auditor", "compliance", "admin"})
+KEY_PREFIX = "elk"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_tenants (
+    tenant_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    secret_sha256 {blob} NOT NULL,
+    label TEXT,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS api_app_keys (
+    tenant_id TEXT NOT NULL,
+    kid TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    public_key {blob} NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT,
+    PRIMARY KEY (tenant_id, kid)
+);
+CREATE TABLE IF NOT EXISTS api_streams (
+    stream_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_streams_tenant ON api_streams (tenant_id, stream_id);
+CREATE TABLE IF NOT EXISTS api_documents (
+    tenant_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    size {int} NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, sha256)
+);
+CREATE TABLE IF NOT EXISTS api_idempotency (
+    tenant_id TEXT NOT NULL,
+    idem_key TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status_code {int},
+    response {blob},
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, idem_key)
+);
+CREATE TABLE IF NOT EXISTS api_templates (
+    tenant_id TEXT NOT NULL,
+    template_id TEXT NOT NULL,
+    version {int} NOT NULL,
+    body TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, template_id, version)
+);
+CREATE TABLE IF NOT EXISTS api_directories (
+    tenant_id TEXT NOT NULL,
+    version {int} NOT NULL,
+    body TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, version)
+)
+"""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a tenant, a role, and the API key used."""
+
+    tenant_id: str
+    role: str
+    key_id: str
+
+
+@dataclass(frozen=True)
+class AppKey:
+    tenant_id: str
+    kid: str
+    app_id: str
+    public_key: bytes
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What a request with a given ``Idempotency-Key`` found."""
+
+    state: str  # "new", "pending", "done"
+    request_sha256: str
+    status_code: int | None = None
+    response: bytes | None = None
+
+
+def _now() -> str:
+    return format_time(datetime.now(UTC))
+
+
+class TenantStore:
+    """Tenancy tables on the ledger's own database (SQLite file or PostgreSQL schema)."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self._db = database_for(store)
+        blob, integer = (
+            ("BYTEA", "BIGINT") if self._db.backend == "postgres" else ("BLOB", "INTEGER")
+        )
+        with self._db.transaction(lock_schema=True) as tx:
+            for statement in _SCHEMA.format(blob=blob, int=integer).split(";"):
+                if statement.strip():
+                    tx.execute(statement)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._db.query(sql, params)
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self._db.transaction() as tx:
+            tx.execute(sql, params)
+
+    # -- tenants and API keys --------------------------------------------------------
+
+    def create_tenant(self, name: str, tenant_id: str | None = None) -> str:
+        tenant_id = tenant_id or f"t-{secrets.token_hex(6)}"
+        self._execute(
+            "INSERT INTO api_tenants (tenant_id, name, created_at) VALUES (?, ?, ?)",
+            (tenant_id, name, _now()),
+        )
+        return tenant_id
+
+    def tenant_exists(self, tenant_id: str) -> bool:
+        return bool(self._query("SELECT 1 FROM api_tenants WHERE tenant_id = ?", (tenant_id,)))
+
+    def create_api_key(self, tenant_id: str, role: str, label: str | None = None) -> str:
+        """A new API key for ``tenant_id`` in ``role``; the full key is shown only now."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {sorted(ROLES)}")
+        if not self.tenant_exists(tenant_id):
+            raise ValueError(f"there is no tenant {tenant_id!r}")
+        key_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        self._execute(
+            "INSERT INTO api_keys (key_id, tenant_id, role, secret_sha256, label, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (key_id, tenant_id, role, hashlib.sha256(secret.encode()).digest(), label, _now()),
+        )
+        return f"{KEY_PREFIX}_{key_id}_{secret}"
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal of a live API key, or ``None`` (unknown, revoked, malformed)."""
+        prefix, _, rest = token.partition("_")
+        key_id, _, secret = rest.partition("_")
+        if prefix != KEY_PREFIX or len(key_id) != 16 or not secret:
+            return None
+        rows = self._query(
+            "SELECT tenant_id, role, secret_sha256, revoked_at FROM api_keys WHERE key_id = ?",
+            (key_id,),
+        )
+        if not rows:
+            return None
+        tenant_id, role, stored, revoked_at = rows[0]
+        if not hmac.compare_digest(bytes(stored), hashlib.sha256(secret.encode()).digest()):
+            return None
+        if revoked_at is not None:
+            return None
+        return Principal(tenant_id, role, key_id)
+
+    def revoke_api_key(self, tenant_id: str, key_id: str) -> bool:
+        rows = self._query(
+            "SELECT 1 FROM api_keys WHERE key_id = ? AND tenant_id = ? AND revoked_at IS NULL",
+            (key_id, tenant_id),
+        )
+        if rows:
+            self._execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND tenant_id = ?",
+                (_now(), key_id, tenant_id),
+            )
+        return bool(rows)
+
+    # -- app keys ----------------------------------------------------------------------
+
+    def register_app_key(self, tenant_id: str, app_id: str, kid: str, public_key: bytes) -> bool:
+        """Register an Ed25519 public key; ``False`` if the tenant already has that key id."""
+        if len(public_key) != 32:
+            raise ValueError("an Ed25519 public key is 32 bytes")
+        created = _now()
+        self._execute(
+            "INSERT INTO api_app_keys (tenant_id, kid, app_id, public_key, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, kid) DO NOTHING",
+            (tenant_id, kid, app_id, public_key, created),
+        )
+        key = self.app_key(tenant_id, kid)
+        return key is not None and key.app_id == app_id and key.public_key == public_key
+
+    def app_key(self, tenant_id: str, kid: str) -> AppKey | None:
+        rows = self._query(
+            "SELECT app_id, public_key, revoked_at FROM api_app_keys "
+            "WHERE tenant_id = ? AND kid = ?",
+            (tenant_id, kid),
+        )
+        if not rows:
+            return None
+        app_id, public_key, revoked_at = rows[0]
+        return AppKey(tenant_id, kid, app_id, bytes(public_key), revoked_at is not None)
+
+    def app_keys(self, tenant_id: str) -> list[AppKey]:
+        rows = self._query(
+            "SELECT kid, app_id, public_key, revoked_at FROM api_app_keys WHERE tenant_id = ? "
+            "ORDER BY created_at, kid",
+            (tenant_id,),
+        )
+        return [AppKey(tenant_id, k, a, bytes(p), r is not None) for k, a, p, r in rows]
+
+    def revoke_app_key(self, tenant_id: str, kid: str) -> bool:
+        key = self.app_key(tenant_id, kid)
+        if key is None or key.revoked:
+            return False
+        self._execute(
+            "UPDATE api_app_keys SET revoked_at = ? WHERE tenant_id = ? AND kid = ?",
+            (_now(), tenant_id, kid),
+        )
+        return True
+
+    # -- what a tenant owns -------------------------------------------------------------
+
+    def claim_stream(self, tenant_id: str, stream_id: UUID) -> bool:
+        """Make ``stream_id`` the tenant's; ``True`` if it is theirs (now or already)."""
+        with self._db.transaction() as tx:
+            # ON CONFLICT: of two tenants racing for one id, exactly one row is written.
+            tx.execute(
+                "INSERT INTO api_streams (stream_id, tenant_id, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (stream_id) DO NOTHING",
+                (str(stream_id), tenant_id, _now()),
+            )
+            rows = tx.query(
+                "SELECT tenant_id FROM api_streams WHERE stream_id = ?", (str(stream_id),)
+            )
+            return bool(rows[0][0] == tenant_id)
+
+    def owns_stream(self, tenant_id: str, stream_id: UUID) -> bool:
+        rows = self._query(
+            "SELECT 1 FROM api_streams WHERE stream_id = ? AND tenant_id = ?",
+            (str(stream_id), tenant_id),
+        )
+        return bool(rows)
+
+    def owned_streams(self, tenant_id: str, stream_ids: Sequence[UUID]) -> set[UUID]:
+        """Which of ``stream_ids`` the tenant owns."""
+        owned: set[UUID] = set()
+        ids = [str(s) for s in stream_ids]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT stream_id FROM api_streams WHERE tenant_id = ? AND stream_id IN ({marks})",
+                (tenant_id, *chunk),
+            )
+            owned.update(UUID(r[0]) for r in rows)
+        return owned
+
+    def record_document(self, tenant_id: str, sha256: str, file_name: str, size: int) -> None:
+        self._execute(
+            "INSERT INTO api_documents (tenant_id, sha256, file_name, size, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, sha256) DO NOTHING",
+            (tenant_id, sha256, file_name, size, _now()),
+        )
+
+    def owns_document(self, tenant_id: str, sha256: str) -> bool:
+        return bool(
+            self._query(
+                "SELECT 1 FROM api_documents WHERE tenant_id = ? AND sha256 = ?",
+                (tenant_id, sha256),
+            )
+        )
+
+    # -- idempotency -------------------------------------------------------------------
+
+    def begin(self, tenant_id: str, key: str, request_sha256: str) -> IdempotencyRecord:
+        """Claim ``key`` for this request, or report what an earlier request left there."""
+        marker = secrets.token_hex(8)
+        with self._db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO api_idempotency (tenant_id, idem_key, request_sha256, state, "
+                "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, idem_key) DO NOTHING",
+                (tenant_id, key, request_sha256, f"claim:{marker}", _now()),
+            )
+            rows = tx.query(
+                "SELECT request_sha256, state, status_code, response FROM api_idempotency "
+                "WHERE tenant_id = ? AND idem_key = ?",
+                (tenant_id, key),
+            )
+            stored_hash, state, status_code, response = rows[0]
+            lapsed = format_time(datetime.now(UTC) - PENDING_LAPSE)
+            if state == "pending" and stored_hash == request_sha256:
+                # Retake a claim whose worker died: only if it is old enough.
+                tx.execute(
+                    "UPDATE api_idempotency SET state = ?, created_at = ? WHERE tenant_id = ? "
+                    "AND idem_key = ? AND state = 'pending' AND created_at < ?",
+                    (f"claim:{marker}", _now(), tenant_id, key, lapsed),
+                )
+                state = tx.query(
+                    "SELECT state FROM api_idempotency WHERE tenant_id = ? AND idem_key = ?",
+                    (tenant_id, key),
+                )[0][0]
+            if state == f"claim:{marker}":
+                tx.execute(
+                    "UPDATE api_idempotency SET state = 'pending' "
+                    "WHERE tenant_id = ? AND idem_key = ?",
+                    (tenant_id, key),
+                )
+                return IdempotencyRecord("new", request_sha256)
+        return IdempotencyRecord(
+            state, stored_hash, status_code, bytes(response) if response is not None else None
+        )
+
+    def finish(self, tenant_id: str, key: str, status_code: int, response: bytes) -> None:
+        self._execute(
+            "UPDATE api_idempotency SET state = 'done', status_code = ?, response = ? "
+            "WHERE tenant_id = ? AND idem_key = ?",
+            (status_code, response, tenant_id, key),
+        )
+
+    def abandon(self, tenant_id: str, key: str) -> None:
+        """Forget a claim whose request stored nothing (refused), so a retry runs afresh."""
+        self._execute(
+            "DELETE FROM api_idempotency "
+            "WHERE tenant_id = ? AND idem_key = ? AND state = 'pending'",
+            (tenant_id, key),
+        )
+
+    # -- templates and directories -----------------------------------------------------
+
+    def put_template(self, tenant_id: str, template: Template) -> bool:
+        """Store a new template version; ``False`` if that version exists (never changed)."""
+        body = orjson.dumps(template.to_json()).decode()
+        with self._db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO api_templates (tenant_id, template_id, version, body, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, template_id, version) DO NOTHING",
+                (tenant_id, template.id, template.version, body, _now()),
+            )
+            rows = tx.query(
+                "SELECT body FROM api_templates WHERE tenant_id = ? AND template_id = ? "
+                "AND version = ?",
+                (tenant_id, template.id, template.version),
+            )
+            return bool(rows[0][0] == body)
+
+    def template(self, tenant_id: str, template_id: str, version: int | None) -> Template | None:
+        """The named version, or the latest one when ``version`` is ``None``."""
+        if version is None:
+            rows = self._query(
+                "SELECT body FROM api_templates WHERE tenant_id = ? AND template_id = ? "
+                "ORDER BY version DESC LIMIT 1",
+                (tenant_id, template_id),
+            )
+        else:
+            rows = self._query(
+                "SELECT body FROM api_templates WHERE tenant_id = ? AND template_id = ? "
+                "AND version = ?",
+                (tenant_id, template_id, version),
+            )
+        return Template.from_json(orjson.loads(rows[0][0])) if rows else None
+
+    def templates(self, tenant_id: str) -> list[Template]:
+        rows = self._query(
+            "SELECT body FROM api_templates WHERE tenant_id = ? ORDER BY template_id, version",
+            (tenant_id,),
+        )
+        return [Template.from_json(orjson.loads(r[0])) for r in rows]
+
+    def put_directory(self, tenant_id: str, directory: Directory) -> int:
+        """Store the tenant's directory as its next version; returns the version."""
+        with self._db.transaction() as tx:
+            rows = tx.query(
+                "SELECT MAX(version) FROM api_directories WHERE tenant_id = ?", (tenant_id,)
+            )
+            version = int(rows[0][0] or 0) + 1
+            tx.execute(
+                "INSERT INTO api_directories (tenant_id, version, body, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (tenant_id, version, orjson.dumps(directory.to_json()).decode(), _now()),
+            )
+            return version
+
+    def directory(self, tenant_id: str) -> Directory:
+        rows = self._query(
+            "SELECT body FROM api_directories WHERE tenant_id = ? ORDER BY version DESC LIMIT 1",
+            (tenant_id,),
+        )
+        return Directory.from_json(orjson.loads(rows[0][0])) if rows else Directory()
