@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS proj_tasks (
     anomalies {int} NOT NULL,
     last_sequence {int} NOT NULL,
     last_leaf_index {time} NOT NULL
-);
+){without_rowid};
 CREATE INDEX IF NOT EXISTS proj_tasks_wake_at ON proj_tasks (wake_at) WHERE wake_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS proj_tasks_status ON proj_tasks (status, task_id);
 CREATE INDEX IF NOT EXISTS proj_tasks_initiator ON proj_tasks (initiator, task_id);
@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS proj_participants (
     reminded_at {time},
     pending {int} NOT NULL,
     PRIMARY KEY (task_id, step_index, position)
-);
+){without_rowid};
 CREATE INDEX IF NOT EXISTS proj_participants_pending ON proj_participants (user_id, task_id)
     WHERE pending = 1;
 CREATE TABLE IF NOT EXISTS proj_documents (
@@ -83,13 +83,13 @@ CREATE TABLE IF NOT EXISTS proj_documents (
     revisions {int} NOT NULL,
     current_sha256 TEXT NOT NULL,
     PRIMARY KEY (task_id, position)
-);
+){without_rowid};
 CREATE TABLE IF NOT EXISTS proj_anomalies (
     task_id TEXT NOT NULL,
     position {int} NOT NULL,
     note TEXT NOT NULL,
     PRIMARY KEY (task_id, position)
-);
+){without_rowid};
 CREATE TABLE IF NOT EXISTS proj_positions (
     name TEXT PRIMARY KEY,
     position {time} NOT NULL
@@ -100,7 +100,9 @@ CREATE TABLE IF NOT EXISTS proj_positions (
 def statements(backend: str) -> list[str]:
     """DDL for ``"sqlite"`` or ``"postgres"`` (unqualified names: the search path's schema)."""
     if backend == "sqlite":
-        ddl = _DDL.format(int="INTEGER", time="INTEGER")
+        # WITHOUT ROWID: the rows live in their primary key's b-tree, one insert per row
+        # rather than two (the rowid table and the key's index).
+        ddl = _DDL.format(int="INTEGER", time="INTEGER", without_rowid=" WITHOUT ROWID")
     else:
-        ddl = _DDL.format(int="INTEGER", time="BIGINT")
+        ddl = _DDL.format(int="INTEGER", time="BIGINT", without_rowid="")
     return [s.strip() for s in ddl.split(";") if s.strip()]

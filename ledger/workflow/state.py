@@ -68,12 +68,13 @@ class StepState:
         """Who may act now: the next in line (sequential) or everyone yet to act."""
         if not self.active or self.done:
             return ()
-        waiting = tuple([p.user for p in self.members if p.act is None])
+        # No act yet means not transferred either: ``members`` need not be built.
+        waiting = tuple([p.user for p in self.participants if p.act is None])
         return waiting[:1] if self.spec.mode == "sequential" else waiting
 
     @property
     def complete(self) -> bool:
-        acts = [p.act in COMPLETING_ACTS for p in self.members]
+        acts = [p.act in COMPLETING_ACTS for p in self.participants if p.act != "transferred"]
         return any(acts) if self.spec.mode == "or_sign" else all(acts)
 
     def member(self, user: str) -> ParticipantState | None:
@@ -258,16 +259,16 @@ def _enter(step: StepState, at: datetime) -> StepState:
 
 def _advance(state: TaskState, after: int, at: datetime) -> TaskState:
     """Move to the first step after index ``after`` that still needs someone to act."""
+    steps = list(state.steps)
     index = after + 1
-    while index < len(state.steps):
-        step = state.steps[index]
+    while index < len(steps):
+        step = steps[index]
         if not step.active:
-            step = _enter(step, at)
-            state = _set_step(state, index, step)
+            step = steps[index] = _enter(step, at)
         if not step.done:
-            return _replace(state, current=index)
+            return _replace(state, steps=tuple(steps), current=index)
         index += 1
-    return _replace(state, current=None, all_steps_done=True)
+    return _replace(state, steps=tuple(steps), current=None, all_steps_done=True)
 
 
 def _status(state: TaskState) -> TaskState:
@@ -391,7 +392,10 @@ def _act(act: str) -> _Handler:
             data = env["data"]
             state = _with_revision(state, data["document_sha256"], data["revision_sha256"])
             state = _replace(state, signatures=state.signatures + 1)
-        return _status(_finish_step(_set_step(state, index, step), index, at))
+        if step.complete:  # one copy of the state, not one to mark and one to finish
+            state = _advance(_set_step(state, index, _replace(step, done=True)), index, at)
+            return _status(state)
+        return _status(_set_step(state, index, step))
 
     return handler
 
