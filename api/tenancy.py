@@ -311,6 +311,14 @@ class TenantStore:
             )
         )
 
+    def document(self, tenant_id: str, sha256: str) -> tuple[str, int] | None:
+        """The file name and size of a document the tenant uploaded, or ``None``."""
+        rows = self._query(
+            "SELECT file_name, size FROM api_documents WHERE tenant_id = ? AND sha256 = ?",
+            (tenant_id, sha256),
+        )
+        return (str(rows[0][0]), int(rows[0][1])) if rows else None
+
     # -- idempotency -------------------------------------------------------------------
 
     def begin(self, tenant_id: str, key: str, request_sha256: str) -> IdempotencyRecord:

@@ -14,6 +14,7 @@ gives exactly the rows incremental catch-up gave, on either backend.
 from __future__ import annotations
 
 import gc
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
@@ -112,6 +113,9 @@ class TaskProjection:
         self._owns_store = owns_store
         self._db: Database = database_for(store)
         self._tasks: OrderedDict[Any, _Task] = OrderedDict()
+        # One catch-up at a time per instance: the follower thread and request threads
+        # (which catch up before reading) share the tasks held in memory.
+        self._lock = threading.RLock()
         self._create_tables()
         self._position = self._stored_position()
 
@@ -173,23 +177,28 @@ class TaskProjection:
         this runs are picked up by the next call.
         """
         applied = 0
-        paused = gc.isenabled()
-        if paused:
-            gc.disable()
-        try:
-            while limit is None or applied < limit:
-                size = self.batch if limit is None else min(self.batch, limit - applied)
-                done = self._step(size)
-                if done == 0:
-                    break
-                applied += done
-        finally:
+        with self._lock:
+            paused = gc.isenabled()
             if paused:
-                gc.enable()
+                gc.disable()
+            try:
+                while limit is None or applied < limit:
+                    size = self.batch if limit is None else min(self.batch, limit - applied)
+                    done = self._step(size)
+                    if done == 0:
+                        break
+                    applied += done
+            finally:
+                if paused:
+                    gc.enable()
         return applied
 
     def rebuild(self) -> int:
         """Drop every row and recompute from leaf 0; return the number of leaves applied."""
+        with self._lock:
+            return self._rebuild()
+
+    def _rebuild(self) -> int:
         self._tasks.clear()
         with self._db.transaction() as tx:
             self._lock_position(tx)
@@ -312,10 +321,19 @@ class TaskProjection:
         pending_user: str | None = None,
         limit: int = 100,
         after: UUID | str | None = None,
+        task_ids_sql: str | None = None,
+        task_ids_params: Sequence[Any] = (),
     ) -> list[Row]:
-        """Tasks in task id order, filtered; ``after`` (a task id) pages on."""
+        """Tasks in task id order, filtered; ``after`` (a task id) pages on.
+
+        ``task_ids_sql`` is a subquery selecting the task ids (as text) to keep, with its
+        ``?`` parameters in ``task_ids_params``: the API restricts a caller to its tenant.
+        """
         where: list[str] = []
         params: list[Any] = []
+        if task_ids_sql is not None:
+            where.append(f"task_id IN ({task_ids_sql})")
+            params.extend(task_ids_params)
         if status is not None:
             where.append("status = ?")
             params.append(status)

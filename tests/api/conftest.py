@@ -123,3 +123,71 @@ def api(ledger: Ledger) -> Iterator[ApiWorld]:
             )
             assert made.status_code == 201, made.text
         yield world
+
+
+# -- task helpers (tests of the task routes, tenant isolation, schemathesis) ------------
+
+
+def actor(user: str, organisation: str = "ACME") -> dict[str, Any]:
+    """An actor object for a signed act (the display name comes from the directory)."""
+    return {"id": user, "organisation": organisation, "role": "user"}
+
+
+def end_user(ip: str = "203.0.113.7") -> dict[str, Any]:
+    """The end user's context as an app reports it."""
+    return {
+        "ip": ip,
+        "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)",
+        "device_id": "dev-1234",
+        "platform": "ios",
+        "request_id": uuid.uuid4().hex,
+    }
+
+
+def upload_pdf(world: ApiWorld, tenant: Tenant, data: bytes | None = None) -> str:
+    """Upload a PDF for ``tenant``; its SHA-256."""
+    from evidence.testing_pdfs import make_test_pdf
+
+    pdf = data if data is not None else make_test_pdf(f"Contract {uuid.uuid4().hex[:8]}")
+    answer = world.client.post(
+        "/v1/documents",
+        files={"file": ("contract.pdf", pdf, "application/pdf")},
+        headers={**tenant.auth("app"), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["sha256"])
+
+
+def create_task(
+    world: ApiWorld,
+    tenant: Tenant,
+    *,
+    documents: list[str] | None = None,
+    amount: str = "12800.00",
+    title: str = "Purchase request: laptops",
+    **extra: Any,
+) -> dict[str, Any]:
+    """Launch the seed purchase task for ``tenant`` (initiator u-chen); the 201 answer."""
+    body = {
+        "actor": actor("u-chen"),
+        "context": end_user(),
+        "template": {"id": "purchase", "version": 3},
+        "title": title,
+        "form": {
+            "item": "Laptops",
+            "amount": {"amount": amount, "currency": "HKD"},
+            "cross_border": False,
+        },
+        "documents": documents if documents is not None else [upload_pdf(world, tenant)],
+        **extra,
+    }
+    answer = world.post_signed(tenant, "/v1/tasks", body)
+    assert answer.status_code == 201, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def act(world: ApiWorld, tenant: Tenant, task_id: str, action: str, by: str, **fields: Any) -> Any:
+    """POST one signed act by user ``by``; the response (not checked)."""
+    body = {"actor": actor(by), "context": end_user(), **fields}
+    return world.post_signed(tenant, f"/v1/tasks/{task_id}/actions/{action}", body)
