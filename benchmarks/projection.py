@@ -289,13 +289,19 @@ def ledger_file(count: int, rebuild: bool) -> tuple[Path, dict[str, Any]]:
 # -- ours --------------------------------------------------------------------------------
 
 
-def time_ours(ledger: Path, workdir: Path, profile: bool) -> dict[str, Any]:
-    """Copy the ledger (so the projection starts empty and cold) and time a catch-up."""
-    copy = workdir / "ours.sqlite"
+def time_ours(
+    ledger: Path, workdir: Path, profile: bool, workers: int | None = None
+) -> dict[str, Any]:
+    """Copy the ledger (so the projection starts empty and cold) and time a catch-up.
+
+    ``workers=1`` folds in this process alone; the default folds in one process per core
+    (up to four), as a cold start does.
+    """
+    copy = workdir / f"ours-{workers}.sqlite"
     shutil.copyfile(ledger, copy)
     store = SQLiteLedgerStore(copy)
     try:
-        projection = TaskProjection(store)
+        projection = TaskProjection(store, workers=workers)
         profiler = cProfile.Profile() if profile else None
         started = time.perf_counter()
         if profiler:
@@ -318,6 +324,7 @@ def time_ours(ledger: Path, workdir: Path, profile: bool) -> dict[str, Any]:
         "events_per_second": applied / elapsed,
         "tasks": tasks,
         "anomalies": anomalies,
+        "workers": projection.workers,
     }
 
 
@@ -488,16 +495,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"  eventsourcing leader: {leader} ({peer_count:,} events)", flush=True)
     with tempfile.TemporaryDirectory(prefix="projection-bench-") as scratch:
         workdir = Path(scratch)
-        ours = time_ours(ledger, workdir, args.profile_projection)
+        single = time_ours(ledger, workdir, args.profile_projection, workers=1)
+        ours = time_ours(ledger, workdir, False)
         peer = time_peer(leader, workdir) if not args.skip_peer else None
     ratio = ours["events_per_second"] / peer["events_per_second"] if peer else None
     rows: list[list[Any]] = [
         [
-            "ours: TaskProjection.catch_up",
+            f"ours: TaskProjection.catch_up, {ours['workers']} fold processes",
             ours["events"],
             ours["seconds"],
             ours["events_per_second"],
-        ]
+        ],
+        [
+            "ours: TaskProjection.catch_up, one process",
+            single["events"],
+            single["seconds"],
+            single["events_per_second"],
+        ],
     ]
     if peer:
         rows.append(
@@ -520,6 +534,7 @@ def run(args: argparse.Namespace) -> int:
         {
             "events": events,
             "ours": ours,
+            "ours_one_process": single,
             "peer": peer,
             "ratio": ratio,
             "target_events_per_second": TARGET_EVENTS_PER_SECOND,

@@ -117,6 +117,7 @@ class PostgresLedgerStore(LedgerStore):
 
     def __init__(self, url: str, clock: Callable[[], datetime] | None = None) -> None:
         super().__init__(clock)
+        self.url = url
         self.datastore = datastore_from_url(url)
         try:
             self.recorder = LedgerPostgresRecorder(self.datastore)

@@ -14,6 +14,7 @@ gives exactly the rows incremental catch-up gave, on either backend.
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -29,12 +30,14 @@ from ledger.store import LedgerStore
 from ledger.workflow.state import TaskState
 from projections import schema
 from projections.database import Database, Transaction, database_for
+from projections.parallel import PARALLEL_THRESHOLD, catch_up_in_parallel
 from projections.task_rows import (
     ANOMALY_COLUMNS,
     DOCUMENT_COLUMNS,
     PARTICIPANT_COLUMNS,
     PENDING_SEPARATOR,
     TASK_COLUMNS,
+    TaskRows,
     apply_safely,
     micros,
     rows_for,
@@ -77,6 +80,38 @@ _READ_STREAM = (
 )
 
 
+class BatchRows:
+    """The rows one batch writes: stale task ids to clear, then each table's new rows."""
+
+    __slots__ = ("anomalies", "documents", "participants", "stale", "tasks")
+
+    def __init__(self) -> None:
+        self.stale: list[tuple[str]] = []
+        self.tasks: list[tuple[Any, ...]] = []
+        self.participants: list[tuple[Any, ...]] = []
+        self.documents: list[tuple[Any, ...]] = []
+        self.anomalies: list[tuple[Any, ...]] = []
+
+    def add(self, task_id: str, persisted: bool, rows: TaskRows) -> None:
+        if persisted:
+            self.stale.append((task_id,))
+        if rows.task is not None:
+            self.tasks.append(rows.task)
+            self.participants += rows.participants
+            self.documents += rows.documents
+            self.anomalies += rows.anomalies
+
+    def extend(self, other: BatchRows) -> None:
+        self.stale += other.stale
+        self.tasks += other.tasks
+        self.participants += other.participants
+        self.documents += other.documents
+        self.anomalies += other.anomalies
+
+    def tables(self) -> tuple[list[tuple[Any, ...]], ...]:
+        return (self.tasks, self.participants, self.documents, self.anomalies)
+
+
 class _Task:
     """A task held in memory: its state, the leaf that last changed it, whether rows exist."""
 
@@ -104,9 +139,14 @@ class TaskProjection:
         batch: int = DEFAULT_BATCH,
         cache: int = DEFAULT_CACHE,
         owns_store: bool = False,
+        workers: int | None = None,
+        parallel_threshold: int = PARALLEL_THRESHOLD,
     ) -> None:
         if batch < 1 or cache < 1:
             raise ValueError("batch and cache must be positive")
+        #: Fold processes for a long catch-up (:mod:`projections.parallel`); 1 = never.
+        self.workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
+        self.parallel_threshold = parallel_threshold
         self.store = store
         self.batch = batch
         self.cache_size = cache
@@ -178,6 +218,9 @@ class TaskProjection:
         """
         applied = 0
         with self._lock:
+            behind = self.store.tree_size() - self._position if limit is None else 0
+            if self.workers > 1 and behind >= self.parallel_threshold:
+                applied += catch_up_in_parallel(self, self.workers)
             paused = gc.isenabled()
             if paused:
                 gc.disable()
@@ -267,34 +310,33 @@ class TaskProjection:
 
     def _write(self, start: int, end: int, changed: Any) -> bool:
         """Store the changed tasks' rows and the new position in one transaction."""
-        stale: list[tuple[str]] = []
-        tasks: list[tuple[Any, ...]] = []
-        participants: list[tuple[Any, ...]] = []
-        documents: list[tuple[Any, ...]] = []
-        anomalies: list[tuple[Any, ...]] = []
+        batch = BatchRows()
         for task in changed:
-            if task.persisted:
-                stale.append((task.task_id,))
-            rows = rows_for(task.task_id, task.state, task.last_leaf)
-            if rows.task is not None:
-                tasks.append(rows.task)
-                participants += rows.participants
-                documents += rows.documents
-                anomalies += rows.anomalies
+            batch.add(
+                task.task_id, task.persisted, rows_for(task.task_id, task.state, task.last_leaf)
+            )
+        if not self._write_rows(start, end, batch):
+            return False
+        for task in changed:
+            task.persisted = True
+        return True
+
+    def _write_rows(self, start: int, end: int, batch: BatchRows) -> bool:
+        """Write one batch's rows and move the position from ``start`` to ``end``.
+
+        ``False`` (and nothing written) if the stored position is not ``start``: another
+        projector got there first.
+        """
         with self._db.transaction() as tx:
             if self._lock_position(tx) != start:
                 return False
-            if stale:
+            if batch.stale:
                 for delete in _DELETES:
-                    tx.execute_many(delete, stale)
-            for insert, rows_ in zip(
-                _INSERTS, (tasks, participants, documents, anomalies), strict=True
-            ):
+                    tx.execute_many(delete, batch.stale)
+            for insert, rows_ in zip(_INSERTS, batch.tables(), strict=True):
                 if rows_:
                     tx.execute_many(insert, rows_)
             tx.execute_many("UPDATE proj_positions SET position = ? WHERE name = ?", [(end, NAME)])
-        for task in changed:
-            task.persisted = True
         return True
 
     # -- reading -------------------------------------------------------------------------

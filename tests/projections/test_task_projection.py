@@ -231,3 +231,31 @@ def test_unreadable_and_out_of_place_events_become_anomalies(
     assert row is not None and row["anomalies"] == 2
     assert projection.get_task(orphan.task_id) is None  # never created: no rows
     assert projection.get_task(broken.task_id) is None
+
+
+def test_a_long_catch_up_folds_in_worker_processes_and_equals_the_fold(
+    store: LedgerStore, clock: Clock
+) -> None:
+    tasks = realistic_tasks(store, clock)
+    more = launch(store, clock)
+    more.act(DEPT_HEAD, Approve())
+    ids = [t.task_id for t in [*tasks, more]]
+    size = store.tree_size()
+    # From a cold start:
+    with TaskProjection(store, batch=4, workers=2, parallel_threshold=1) as parallel:
+        assert parallel.rebuild() == size
+        assert parallel.dump() == oracle(store, ids)
+    # and from part-way, with tasks begun before the workers start:
+    with TaskProjection(store, batch=4, workers=1) as serial:
+        serial.rebuild()
+        with serial._db.transaction() as tx:
+            for table in ("proj_tasks", "proj_participants", "proj_documents", "proj_anomalies"):
+                tx.execute(f"DELETE FROM {table}")
+            tx.execute("UPDATE proj_positions SET position = 0")
+        serial._position = 0
+        serial._tasks.clear()
+        assert serial.catch_up(limit=7) == 7
+    with TaskProjection(store, batch=4, workers=2, parallel_threshold=1) as parallel:
+        assert parallel.position == 7
+        assert parallel.catch_up() == size - 7
+        assert parallel.dump() == oracle(store, ids)
