@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -37,7 +39,7 @@ def b64url(data: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
-    if not text or any(c not in _B64URL for c in text):
+    if not _B64URL_TEXT.fullmatch(text):
         raise SignatureError("not base64url")
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -45,7 +47,7 @@ def b64url_decode(text: str) -> bytes:
         raise SignatureError("not base64url") from exc
 
 
-_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_B64URL_TEXT = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def canonical_body(body: Any) -> bytes:
@@ -57,7 +59,7 @@ def _plain(value: Any) -> bool:
     """True when orjson's sorted output is exactly RFC 8785 (see decision 0004)."""
     if isinstance(value, dict):
         return all(
-            isinstance(k, str) and all(ord(c) < 0xD800 for c in k) and _plain(v)
+            isinstance(k, str) and (k.isascii() or max(k, default="") < "\ud800") and _plain(v)
             for k, v in value.items()
         )
     if isinstance(value, list):
@@ -90,6 +92,18 @@ def parse(header_value: str | None) -> DetachedJws:
     if len(parts) != 3 or parts[1] != "":
         raise SignatureError(f"{HEADER} must be a detached compact JWS: header..signature")
     protected, _, signature = parts
+    kid = _kid(protected)
+    raw = b64url_decode(signature)
+    if len(raw) != 64:
+        raise SignatureError("an Ed25519 signature is 64 bytes")
+    return DetachedJws(protected, kid, raw)
+
+
+@lru_cache(maxsize=256)
+def _kid(protected: str) -> str:
+    """The key id of a protected header, checked (cached: an app sends the same one often)."""
+    if len(protected) > MAX_HEADER_BYTES:
+        raise SignatureError("the JWS protected header is too long")
     try:
         header = orjson.loads(b64url_decode(protected))
     except orjson.JSONDecodeError as exc:
@@ -103,10 +117,7 @@ def parse(header_value: str | None) -> DetachedJws:
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid or len(kid) > 128:
         raise SignatureError("the JWS header needs a kid naming the app's registered key")
-    raw = b64url_decode(signature)
-    if len(raw) != 64:
-        raise SignatureError("an Ed25519 signature is 64 bytes")
-    return DetachedJws(protected, kid, raw)
+    return kid
 
 
 def verify(jws: DetachedJws, payload: bytes, public_key: bytes) -> None:

@@ -275,6 +275,27 @@ class TenantStore:
             )
             return bool(rows[0][0] == tenant_id)
 
+    def claim_streams(self, tenant_id: str, stream_ids: Sequence[UUID]) -> list[UUID]:
+        """:meth:`claim_stream` for many streams in one transaction; those not the tenant's."""
+        ids = [str(s) for s in stream_ids]
+        created = _now()
+        with self._db.transaction() as tx:
+            tx.execute_many(
+                "INSERT INTO api_streams (stream_id, tenant_id, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (stream_id) DO NOTHING",
+                [(i, tenant_id, created) for i in ids],
+            )
+            owners: dict[str, str] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = tx.query(
+                    f"SELECT stream_id, tenant_id FROM api_streams WHERE stream_id IN ({marks})",
+                    chunk,
+                )
+                owners.update((str(r[0]), str(r[1])) for r in rows)
+        return [s for s, i in zip(stream_ids, ids, strict=True) if owners.get(i) != tenant_id]
+
     def owns_stream(self, tenant_id: str, stream_id: UUID) -> bool:
         rows = self._query(
             "SELECT 1 FROM api_streams WHERE stream_id = ? AND tenant_id = ?",
