@@ -6,11 +6,15 @@ import argparse
 import os
 import sys
 
+import benchmarks.api as api_bench
+import benchmarks.export as export_bench
 import benchmarks.projection as projection
 from benchmarks import append, proofs, signing
 
 BENCHMARKS = {"append": append.run, "proofs": proofs.run, "signing": signing.run}
 BENCHMARKS["projection"] = projection.run
+BENCHMARKS["api"] = api_bench.run
+BENCHMARKS["export"] = export_bench.run
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,6 +73,13 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--skip-peer", action="store_true", help="time ours only")
     d.add_argument(
         "--profile-projection", action="store_true", help="cProfile ours and print the top"
+    )
+    e = p.add_argument_group("api (HTTP appends; also --postgres-url, --skip-postgres)")
+    e.add_argument("--api-seconds", type=float, default=15.0, help="per phase (default 15)")
+    e.add_argument("--api-workers", type=int, default=2, help="server workers (default 2)")
+    e.add_argument("--api-clients", type=int, default=4, help="client processes (default 4)")
+    e.add_argument(
+        "--api-threads", type=int, default=4, help="connections per client, single (default 4)"
     )
     return p
 

@@ -258,6 +258,72 @@ def _print_timeline(ledger: Ledger, task: UUID) -> None:
 
 
 @app.command()
+def export(
+    task_id: Annotated[str, typer.Argument(help="The task (stream) id, a UUID.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the pack (a ZIP).")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    report: Annotated[
+        bool | None,
+        typer.Option("--report/--no-report", help="Require or leave out report.pdf."),
+    ] = None,
+    timezone: Annotated[
+        str, typer.Option(help="IANA time zone for local times in the report.")
+    ] = "UTC",
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for a timestamped checkpoint.")
+    ] = 30.0,
+) -> None:
+    """Write the evidence pack of one task (format in docs/evidence-pack.md)."""
+    # The composition root: packs need PDF machinery, which lives above the ledger core.
+    from rich.progress import TaskID
+
+    from evidence.pack import PackError, export_pack
+    from evidence.services import open_task_service
+
+    logging.getLogger("pyhanko.sign.validation.dss").setLevel(logging.ERROR)
+    try:
+        task = UUID(task_id)
+    except ValueError:
+        errors.print(f"[red]error[/red]: {task_id!r} is not a task id (a UUID)")
+        raise typer.Exit(3) from None
+    with _open(data_dir, database_url) as ledger:
+        service = open_task_service(ledger)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeRemainingColumn(),
+            console=errors,
+            transient=True,
+            disable=not errors.is_terminal,
+        ) as bar:
+            bars: dict[str, TaskID] = {}
+
+            def progress(phase: str, done: int, total: int) -> None:
+                if phase == "done":
+                    return
+                if phase not in bars:
+                    bars[phase] = bar.add_task(phase, total=total)
+                bar.update(bars[phase], completed=done, total=total)
+
+            try:
+                summary = export_pack(
+                    ledger, service, task, out, progress,
+                    include_report=report, timezone=timezone, wait=wait,
+                )  # fmt: skip
+            except PackError as exc:
+                errors.print(f"[red]error[/red]: {exc}")
+                raise typer.Exit(1) from None
+    console.print(
+        f"evidence pack of task {task}: {summary.path} ({summary.size:,} bytes, "
+        f"{summary.files} files, {summary.events} events, checkpoint {summary.checkpoint_size}"
+        f"{', with report.pdf' if summary.report_included else ', no report.pdf'})"
+    )
+    console.print(f"sha256 {summary.sha256}; checks at export: {summary.verdict}")
+
+
+@app.command()
 def serve(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
