@@ -193,6 +193,14 @@ def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
         console.print(
             f"signed contract (PAdES B-LTA, {len(final.revisions)} revisions): {out.resolve()}"
         )
+        from evidence.pack import export_pack
+
+        pack = ledger.settings.data_dir / "demo" / "supply-contract-NW-2026-112-evidence.zip"
+        summary = export_pack(ledger, service, run.contract, pack, timezone="Asia/Hong_Kong")
+        console.print(
+            f"evidence pack ({summary.events} events, {summary.files} files, report.pdf in "
+            f"English and Chinese, signed): {pack.resolve()}"
+        )
 
         signed = run.supplier_signed.receipts[0]
         last = max(r.leaf_index for r in run.supplier_signed.receipts)

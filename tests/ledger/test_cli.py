@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import zipfile
 import sys
 from pathlib import Path
 
@@ -47,6 +48,10 @@ def test_demo_records_seals_proves_and_audits(
     assert "certificate CN=John Smith" in out and "(PAdES B-LTA)" in out
     signed = tmp_path / "data" / "demo" / "supply-contract-NW-2026-112-signed.pdf"
     assert signed.read_bytes().startswith(b"%PDF-")
+    pack = tmp_path / "data" / "demo" / "supply-contract-NW-2026-112-evidence.zip"
+    with zipfile.ZipFile(pack) as opened:
+        names = set(opened.namelist())
+    assert {"manifest.json", "events.jsonl", "report.pdf"} <= names
     assert "Latest signed checkpoint" in out and "\n26\n" in out
     assert "timestamped by CN=Evidence Ledger Local TSA" in out
     assert "independent verifier says: PASSED" in out
