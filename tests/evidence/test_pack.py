@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import itertools
 import json
+import os
+import shutil
+import subprocess
 import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pypdf
 import pytest
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko_certvalidator import ValidationContext
 
 import verifier
 from evidence.demo import DemoRun, run_story
@@ -297,15 +308,70 @@ def test_export_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     assert summary.revisions == 3
 
 
-def test_report_is_included_and_signed_when_the_report_module_exists(
+def test_report_and_every_signed_pdf_pass_pyhanko_and_show_the_names(
     exported: Exported, tmp_path: Path
 ) -> None:
-    pytest.importorskip("evidence.report")
+    """Issue 5, point 3: checked by others — pyHanko's validator, a text extractor, pdftoppm."""
     summary = export_pack(
         exported.ledger, exported.service, exported.run.contract, tmp_path / "r.zip",
-        include_report=True,
+        include_report=True, timezone="Asia/Hong_Kong",
     )  # fmt: skip
     members = _members(summary.path)
     manifest = json.loads(members["manifest.json"])
     assert manifest["report"]["path"] == "report.pdf" and manifest["report"]["signed"]
-    assert members["report.pdf"].startswith(b"%PDF-")
+    signer_roots = x509.load_pem_x509_certificates(members["certificates/signer-roots.pem"])
+    tsa_roots = x509.load_pem_x509_certificates(members["certificates/tsa-roots.pem"])
+
+    def context(roots: list[x509.Certificate]) -> ValidationContext:
+        return ValidationContext(
+            trust_roots=[asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in roots],
+            allow_fetching=False,
+        )
+
+    revisions = [n for n in members if n.startswith("documents/") and n.count("/") == 2]
+    assert len(revisions) == 3
+    for name in [*revisions, "report.pdf"]:
+        reader = PdfFileReader(io.BytesIO(members[name]), strict=False)
+        signatures = reader.embedded_regular_signatures
+        assert signatures, name
+        for embedded in signatures:
+            status = validate_pdf_signature(
+                embedded,
+                signer_validation_context=context(signer_roots),
+                ts_validation_context=context(tsa_roots),
+            )
+            assert status.bottom_line, (name, status.pretty_print_details())
+
+    # The report's text carries the Chinese and English names and both languages' headings.
+    text = "".join(
+        page.extract_text() for page in pypdf.PdfReader(io.BytesIO(members["report.pdf"])).pages
+    )
+    for expected in ("陈小明", "Chen Xiaoming", "黄美玲", "John Smith", "时间线", "Timeline"):
+        assert expected in text, expected
+    # Its attachments are the pack's own events and manifest (without the report's entry).
+    assert report.attachments["events.jsonl"] == [members["events.jsonl"]]
+
+    # Pages for a person to look at (kept under EVIDENCE_LEDGER_KEEP_RENDERS, if set).
+    pdftoppm = shutil.which("pdftoppm")
+    if pdftoppm is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("pdftoppm (poppler-utils) is needed in CI")
+        pytest.skip("pdftoppm is not installed: the pages were not rendered")
+    (tmp_path / "report.pdf").write_bytes(members["report.pdf"])
+    out = Path(os.environ.get("EVIDENCE_LEDGER_KEEP_RENDERS") or tmp_path) / "pack-report"
+    subprocess.run(
+        [
+            pdftoppm,
+            "-png",
+            "-r",
+            "50",
+            "-f",
+            "1",
+            "-l",
+            "2",
+            str(tmp_path / "report.pdf"),
+            str(out),
+        ],
+        check=True,
+    )
+    assert len(list(out.parent.glob(f"{out.name}*.png"))) == 2
