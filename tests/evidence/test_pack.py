@@ -343,9 +343,8 @@ def test_report_and_every_signed_pdf_pass_pyhanko_and_show_the_names(
             assert status.bottom_line, (name, status.pretty_print_details())
 
     # The report's text carries the Chinese and English names and both languages' headings.
-    text = "".join(
-        page.extract_text() for page in pypdf.PdfReader(io.BytesIO(members["report.pdf"])).pages
-    )
+    report = pypdf.PdfReader(io.BytesIO(members["report.pdf"]))
+    text = "".join(page.extract_text() for page in report.pages)
     for expected in ("陈小明", "Chen Xiaoming", "黄美玲", "John Smith", "时间线", "Timeline"):
         assert expected in text, expected
     # Its attachments are the pack's own events and manifest (without the report's entry).
