@@ -50,6 +50,7 @@ from evidence.pack_material import (
 )
 from evidence.pack_report import ReportCollector, signature_rows
 from evidence.report_model import Anchoring, DocumentInfo, ReportInput, SignatureInfo
+from evidence.task_signing import LocalCaDocumentSigner
 from ledger.app import Ledger
 from ledger.blobs import BlobError
 from ledger.errors import LedgerError
@@ -846,7 +847,14 @@ class _Export:
         pdf = bytes(report.build_report(report_input, attachments))
         signer = self.service.signer
         signed = False
-        if signer is not None:
+        if isinstance(signer, LocalCaDocumentSigner):
+            # A certification signature (no later changes), invisible, keeping PDF/A-3.
+            try:
+                pdf = signer.sign_report(pdf, self.origin)
+            except LedgerError as exc:
+                raise PackError(f"signing the report failed: {exc}") from exc
+            signed = True
+        elif signer is not None:
             host = self.origin.split("/")[0]
             profile = SignerProfile(
                 "evidence-ledger", f"Evidence Ledger {self.origin}", "Evidence Ledger",

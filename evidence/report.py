@@ -90,17 +90,23 @@ class ReportError(EvidenceError):
 # -- signer --------------------------------------------------------------------------------
 
 
+_MAX_COMMON_NAME = 64
+
+
 def report_signer(ca: LocalCertificateAuthority, origin: str) -> IssuedSigner:
     """The ledger's report-signing certificate from the local CA (issued once, then reused).
 
-    The certificate's common name carries the log ``origin``, so reports of two ledgers that
-    share a CA are told apart; the subject's serialNumber is ``evidence-ledger-report``.
+    The certificate's common name carries the log ``origin`` when it fits (64 characters), so
+    reports of two ledgers that share a CA are told apart; the subject's serialNumber is
+    ``evidence-ledger-report``.
     """
     if not origin.strip():
         raise ValueError("the log origin must not be empty")
+    named = f"{REPORT_SIGNER_NAME} ({origin.strip()})"
     identity = SignerIdentity(
         signer_id=REPORT_SIGNER_ID,
-        name=f"{REPORT_SIGNER_NAME} ({origin.strip()})",
+        # X.520 limits a commonName to 64 characters; a long origin is left out of it.
+        name=named if len(named) <= _MAX_COMMON_NAME else REPORT_SIGNER_NAME,
         organisation=REPORT_SIGNER_ORGANISATION,
         email=REPORT_SIGNER_EMAIL,
     )

@@ -119,6 +119,21 @@ class LocalCaDocumentSigner:
         }
         return SignedRevision(pdf, facts)
 
+    def sign_report(self, pdf: bytes, origin: str) -> bytes:
+        """Certify a court report as the ledger: invisible, no later changes, PAdES B-T."""
+        from evidence.report import report_signer, sign_report
+
+        try:
+            return sign_report(
+                pdf,
+                report_signer(self.ca, origin),
+                timestamp_url=self.timestamp_url,
+                tsa_trust_roots=self.tsa_trust_roots,
+                passphrase=self._passphrase,
+            )
+        except EvidenceError as exc:
+            raise TaskServiceError(f"signing the report failed: {exc}") from exc
+
     def finalise(self, pdf: bytes) -> bytes:
         roots = [_to_asn1(c) for c in (*self.signer_trust_roots, *self.tsa_trust_roots)]
         context = ValidationContext(trust_roots=roots, allow_fetching=False)
