@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
-from api import problems, routes_admin, routes_events, routes_log, routes_tasks
+from api import problems, routes_admin, routes_events, routes_log, routes_packs, routes_tasks
 from api.security import ApiSettings
 from api.tenancy import TenantStore
 from ledger.app import Ledger
@@ -26,6 +27,7 @@ from ledger.errors import LedgerError
 from ledger.scheduler import Scheduler, SchedulerThread
 from ledger.task_service import TaskService
 from projections import TaskProjection
+from projections.database import Database, database_for
 
 _LOG = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class Runtime:
     tenants: TenantStore
     projection: TaskProjection
     settings: ApiSettings
+    database: Database
+    """The API's own connection to the ledger database, for its read queries."""
 
 
 class ProjectionFollower(threading.Thread):
@@ -80,7 +84,9 @@ def create_app(
     settings = settings or ApiSettings()
     tenants = TenantStore(ledger.store)
     projection = TaskProjection(ledger.store)
-    runtime = Runtime(ledger, tasks, tenants, projection, settings)
+    database = database_for(ledger.store)
+    routes_packs.ensure_schema(database)
+    runtime = Runtime(ledger, tasks, tenants, projection, settings, database)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,6 +108,7 @@ def create_app(
             if follower is not None:
                 follower.stop()
             if close_ledger:
+                database.close()
                 projection.close()
                 tenants.close()
                 ledger.close()
@@ -117,7 +124,17 @@ def create_app(
     app.state.tenants = tenants
     problems.install(app)
 
-    for module in (routes_admin, routes_tasks, routes_events, routes_log):
+    @app.middleware("http")
+    async def refuse_nul(request: Request, call_next: Any) -> Any:
+        # No id, name or filter of this API contains NUL, and PostgreSQL text cannot hold
+        # one: refuse it at the door rather than deep in a query.
+        if "\x00" in request.url.path or "%00" in request.url.query.lower():
+            return problems.Problem(
+                400, "invalid-request", "NUL characters are not allowed in paths or queries"
+            ).response(request.url.path.replace("\x00", ""))
+        return await call_next(request)
+
+    for module in (routes_admin, routes_tasks, routes_events, routes_log, routes_packs):
         app.include_router(module.router, prefix=API_PREFIX)
     return app
 

@@ -105,3 +105,10 @@ def test_templates_are_versioned_and_per_tenant(api: ApiWorld) -> None:
 def test_idempotency_key_is_required_on_post(api: ApiWorld) -> None:
     answer = api.client.post("/v1/api-keys", json={"role": "app"}, headers=api.a.auth("admin"))
     assert answer.status_code == 428
+
+
+def test_nul_in_a_path_or_query_is_refused_at_the_door(api: ApiWorld) -> None:
+    for url in ("/v1/templates/pur%00chase", "/v1/tasks?status=draft%00"):
+        answer = api.client.get(url, headers=api.a.auth("app"))
+        assert answer.status_code == 400, url
+        assert answer.json()["type"].endswith("/invalid-request")

@@ -1,0 +1,62 @@
+"""Evidence packs and the KPI summary over HTTP: per tenant, per role, streamed."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+import zipfile
+
+from tests.api.conftest import ApiWorld, act, create_task
+
+
+def idem() -> dict[str, str]:
+    return {"Idempotency-Key": uuid.uuid4().hex}
+
+
+def test_legal_exports_and_downloads_a_pack_other_tenants_and_roles_cannot(api: ApiWorld) -> None:
+    task = create_task(api, api.a)["task_id"]
+    assert act(api, api.a, task, "submit", "u-chen").status_code == 200
+    assert act(api, api.a, task, "approve", "u-wong", comment="同意").status_code == 200
+    path = f"/v1/tasks/{task}/evidence-packs"
+    assert api.client.post(path, headers={**api.a.auth("app"), **idem()}).status_code == 403
+    assert api.client.post(path, headers={**api.b.auth("legal"), **idem()}).status_code == 404
+
+    key = idem()
+    made = api.client.post(
+        path, params={"timezone": "Asia/Hong_Kong"}, headers={**api.a.auth("legal"), **key}
+    )
+    assert made.status_code == 201, made.text
+    pack = made.json()
+    assert pack["events"] == 3 and pack["task_id"] == task
+    again = api.client.post(
+        path, params={"timezone": "Asia/Hong_Kong"}, headers={**api.a.auth("legal"), **key}
+    )
+    assert again.json() == pack  # idempotent: the same pack, not a second export
+
+    download = api.client.get(pack["download"], headers=api.a.auth("auditor"))
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/zip"
+    assert hashlib.sha256(download.content).hexdigest() == pack["sha256"]
+    with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        assert "report.pdf" in archive.namelist()
+    assert manifest["task_id"] == task
+    for who in (api.b.auth("legal"), api.b.auth("auditor")):
+        assert api.client.get(pack["download"], headers=who).status_code == 404
+    assert api.client.get(pack["download"], headers=api.a.auth("app")).status_code == 403
+    info = api.client.get(f"{pack['download']}/info", headers=api.a.auth("legal"))
+    assert info.json()["sha256"] == pack["sha256"]
+
+
+def test_kpis_count_only_the_tenants_tasks(api: ApiWorld) -> None:
+    for _ in range(2):
+        create_task(api, api.a)
+    task = create_task(api, api.b)["task_id"]
+    act(api, api.b, task, "submit", "u-chen")
+    a = api.client.get("/v1/kpis", headers=api.a.auth("compliance")).json()
+    b = api.client.get("/v1/kpis", headers=api.b.auth("compliance")).json()
+    assert a == {"tasks_by_status": {"draft": 2}, "tasks": 2, "overdue": 0}
+    assert b == {"tasks_by_status": {"in_progress": 1}, "tasks": 1, "overdue": 0}
+    assert api.client.get("/v1/kpis", headers=api.a.auth("app")).status_code == 403
