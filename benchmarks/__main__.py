@@ -9,12 +9,14 @@ import sys
 import benchmarks.api as api_bench
 import benchmarks.export as export_bench
 import benchmarks.projection as projection
+import benchmarks.verify as verify_bench
 from benchmarks import append, proofs, signing
 
 BENCHMARKS = {"append": append.run, "proofs": proofs.run, "signing": signing.run}
 BENCHMARKS["projection"] = projection.run
 BENCHMARKS["api"] = api_bench.run
 BENCHMARKS["export"] = export_bench.run
+BENCHMARKS["verify"] = verify_bench.run
 
 
 def parser() -> argparse.ArgumentParser:
@@ -81,6 +83,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--api-threads", type=int, default=4, help="connections per client, single (default 4)"
     )
+    v = p.add_argument_group("verify (evidence-verify on packs; inclusion checks)")
+    v.add_argument("--verify-rounds", type=int, default=verify_bench.ROUNDS, help="default 5")
     return p
 
 
