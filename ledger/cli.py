@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import typer
@@ -201,6 +201,7 @@ def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
             f"evidence pack ({summary.events} events, {summary.files} files, report.pdf in "
             f"English and Chinese, signed): {pack.resolve()}"
         )
+        _verify_demo_pack(ledger, service, pack)
 
         signed = run.supplier_signed.receipts[0]
         last = max(r.leaf_index for r in run.supplier_signed.receipts)
@@ -245,6 +246,40 @@ def demo(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
         console.print(f"\ndata dir: {ledger.settings.data_dir.resolve()}")
     if not report.passed:
         raise typer.Exit(1)
+
+
+def _verify_demo_pack(ledger: Ledger, service: Any, pack: Path) -> None:
+    """Run the independent verifier on the pack, as an auditor would, and print its verdict.
+
+    The auditor's trust anchors are written beside the pack: the ledger's verifier key, the
+    local signing CA's root and the local TSA's root.
+    """
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    anchors = pack.parent / "trust-anchors"
+    anchors.mkdir(exist_ok=True)
+    signer_root = anchors / "signing-ca-root.pem"
+    signer_root.write_bytes(service.signer.ca.root_certificate.public_bytes(Encoding.PEM))
+    tsa_root = anchors / "tsa-roots.pem"
+    tsa_root.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in ledger.tsa_trust_roots))
+    vkey = ledger.key.verifier_key()
+    command = [
+        "evidence-verify", str(pack), "--ledger-key", vkey,
+        "--trust-root", str(signer_root), "--tsa-root", str(tsa_root),
+    ]  # fmt: skip
+    verifier = shutil.which("evidence-verify") or str(
+        Path(sys.executable).parent / "evidence-verify"
+    )
+    result = subprocess.run(
+        [verifier, *command[1:], "--no-progress"], capture_output=True, text=True
+    )
+    verdict = (result.stdout.strip() or result.stderr.strip()).splitlines()
+    console.print(
+        f"\n[bold]Independent verification[/bold] of the pack (exit {result.returncode}):"
+    )
+    console.print(" ".join(command), markup=False, highlight=False)
+    for line in verdict[:1] + [v for v in verdict[1:] if "FAILED" in v or "INDETERMINATE" in v]:
+        console.print(f"  {line}", markup=False, highlight=False)
 
 
 def _print_timeline(ledger: Ledger, task: UUID) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import zipfile
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -52,6 +52,8 @@ def test_demo_records_seals_proves_and_audits(
     with zipfile.ZipFile(pack) as opened:
         names = set(opened.namelist())
     assert {"manifest.json", "events.jsonl", "report.pdf"} <= names
+    assert "Independent verification of the pack (exit 0)" in out
+    assert f"TOTAL_PASSED: {pack}" in out
     assert "Latest signed checkpoint" in out and "\n26\n" in out
     assert "timestamped by CN=Evidence Ledger Local TSA" in out
     assert "independent verifier says: PASSED" in out
