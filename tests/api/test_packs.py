@@ -7,8 +7,11 @@ import io
 import json
 import uuid
 import zipfile
+from pathlib import Path
 
 from tests.api.conftest import ApiWorld, act, create_task
+from verifier import VerifierKey
+from verifier.pack import verify_pack
 
 
 def idem() -> dict[str, str]:
@@ -60,3 +63,34 @@ def test_kpis_count_only_the_tenants_tasks(api: ApiWorld) -> None:
     assert a == {"tasks_by_status": {"draft": 2}, "tasks": 2, "overdue": 0}
     assert b == {"tasks_by_status": {"in_progress": 1}, "tasks": 1, "overdue": 0}
     assert api.client.get("/v1/kpis", headers=api.a.auth("app")).status_code == 403
+
+
+def test_a_pack_of_app_signed_acts_passes_the_independent_verifier(
+    api: ApiWorld, tmp_path: Path
+) -> None:
+    """Apps' signatures travel in the pack with their public keys, and the verifier checks them."""
+    task = create_task(api, api.a)["task_id"]
+    for action, user in (("submit", "u-chen"), ("approve", "u-wong")):
+        assert act(api, api.a, task, action, user).status_code == 200
+    made = api.client.post(
+        f"/v1/tasks/{task}/evidence-packs", headers={**api.a.auth("legal"), **idem()}
+    )
+    assert made.status_code == 201, made.text
+    pack = tmp_path / "pack.zip"
+    pack.write_bytes(api.client.get(made.json()["download"], headers=api.a.auth("legal")).content)
+    with zipfile.ZipFile(pack) as archive:
+        jwks = json.loads(archive.read("app-keys.jwks.json"))
+    assert {k["kid"] for k in jwks["keys"]} >= {api.a.kid}
+    assert all(k["kid"] != api.b.kid for k in jwks["keys"])  # only the tenant's own apps
+
+    signer = api.ledger  # the embedded default: local TSA; the signing CA of the task service
+    service_ca = api.client.app.state.runtime.tasks.signer.ca  # type: ignore[attr-defined]
+    report = verify_pack(
+        pack,
+        ledger_keys=[VerifierKey.from_string(signer.key.verifier_key())],
+        trust_roots=[service_ca.root_certificate],
+        tsa_roots=signer.tsa_trust_roots,
+    )
+    assert report.indication == "TOTAL_PASSED", report.summary()
+    app_step = next(s for s in report.steps if "app" in s.name.lower())
+    assert app_step.verdict == "PASSED", app_step
