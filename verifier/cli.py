@@ -17,13 +17,16 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from cryptography import x509
 
 from verifier._internal.merkle import HASH_SIZE, verify_consistency, verify_inclusion
 from verifier.errors import Verdict, VerificationError, VerifierKeyError
 from verifier.models import Checkpoint, CheckResult, VerifierKey
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["EXIT_FAILED", "EXIT_INDETERMINATE", "EXIT_PASSED", "EXIT_USAGE", "main"]
 
@@ -37,7 +40,7 @@ _EXIT_CODES = {
     Verdict.FAILED: EXIT_FAILED,
     Verdict.INDETERMINATE: EXIT_INDETERMINATE,
 }
-_SUBCOMMANDS = ("inclusion", "consistency", "checkpoint", "timestamp", "pdf")
+_SUBCOMMANDS = ("inclusion", "consistency", "checkpoint", "timestamp", "pdf", "monitor")
 _PLANNED_SUBCOMMANDS: tuple[str, ...] = ()
 _PROG = "evidence-verify"
 _DIGITS = re.compile(r"[0-9]+")
@@ -139,6 +142,10 @@ def _build_parser() -> _Parser:
     pdf.add_argument("file", metavar="FILE.pdf")
     _trust_root_option(pdf, "--trust-root", "signer trust anchor")
     _trust_root_option(pdf, "--tsa-root", "TSA trust anchor (default: the --trust-root ones)")
+
+    from verifier.monitor import add_monitor_parser  # follows a live ledger (docs/verification.md)
+
+    add_monitor_parser(commands, [json_flag])
     return parser
 
 
@@ -288,7 +295,7 @@ def _first_positional(argv: Sequence[str]) -> str | None:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
-def _dispatch(argv: Sequence[str]) -> int:
+def _dispatch(argv: Sequence[str], http_client: httpx.Client | None = None) -> int:
     parser = _build_parser()
     command = _first_positional(argv)
     if command is None and not any(arg in ("-h", "--help") for arg in argv):
@@ -298,18 +305,26 @@ def _dispatch(argv: Sequence[str]) -> int:
     if command is not None and command not in _SUBCOMMANDS:
         from verifier._internal.packcli import run_pack  # evidence-verify PACK.zip ...
 
-        return run_pack(argv)
+        return run_pack(argv, http_client=http_client)
     args = parser.parse_args(argv)
+    if args.command == "monitor":
+        from verifier.monitor import run_monitor
+
+        return run_monitor(args, http_client=http_client)
     result = _RUNNERS[args.command](args)
     _report(result, args.json)
     return _EXIT_CODES[result.verdict]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``evidence-verify`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+def main(argv: Sequence[str] | None = None, *, http_client: httpx.Client | None = None) -> int:
+    """Run ``evidence-verify`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    ``http_client`` is the ``httpx.Client`` the online modes (``--ledger``, ``monitor``) use
+    instead of opening their own (tests pass a FastAPI ``TestClient``).
+    """
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        return _dispatch(arguments)
+        return _dispatch(arguments, http_client)
     except UsageError as error:
         print(f"{_PROG}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,22 +1,24 @@
 """``evidence-verify PACK.zip [--trust-root PEM]... [--tsa-root PEM]... [--ledger-key VKEY]...
-[--app-keys JWKS] [--json]``: the pack mode of the command line.
+[--app-keys JWKS] [--ledger URL [--api-key KEY]] [--json]``: the pack mode of the command line.
 
 ``verifier.cli`` hands over any command line whose first operand is not a subcommand. The
 exit codes are the shared ones: 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE, 3 usage or
 I/O error (nothing on standard output then). ``--tsa-root`` defaults to the ``--trust-root``
 certificates, as for the ``pdf`` subcommand, so the command printed in the court report
-(both roots given as ``--trust-root``) works as written.
+(both roots given as ``--trust-root``) works as written. ``--ledger URL`` adds the online
+step "still in the log" (``verifier.online``) after the pack's own steps.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verifier.cli import (
     EXIT_FAILED,
@@ -31,6 +33,9 @@ from verifier.errors import Verdict, VerifierKeyError
 from verifier.models import VerifierKey
 from verifier.pack import STEPS, PackReport, verify_pack
 
+if TYPE_CHECKING:
+    import httpx
+
 __all__ = ["run_pack"]
 
 _EXIT = {
@@ -44,7 +49,7 @@ def _parser() -> _Parser:
     parser = _Parser(
         prog="evidence-verify",
         usage="%(prog)s PACK.zip [--trust-root PEM]... [--tsa-root PEM]... "
-        "[--ledger-key VKEY]... [--app-keys JWKS] [--json]",
+        "[--ledger-key VKEY]... [--app-keys JWKS] [--ledger URL [--api-key KEY]] [--json]",
         description="Verify an Evidence Ledger evidence pack (docs/evidence-pack.md, section 9).",
         epilog="exit codes: 0 passed, 1 failed, 2 indeterminate, 3 usage or I/O error",
     )
@@ -64,6 +69,15 @@ def _parser() -> _Parser:
     parser.add_argument(
         "--app-keys", metavar="JWKS", help="JWK set of the upstream apps' keys (JSON file)"
     )
+    parser.add_argument(
+        "--ledger", metavar="URL",
+        help="also check online that the pack's checkpoint is still in this ledger's log",
+    )  # fmt: skip
+    parser.add_argument(
+        "--api-key", metavar="KEY",
+        help="API key (role app, legal or auditor) for --ledger (default: "
+        "$EVIDENCE_VERIFY_API_KEY)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--no-progress", action="store_true", help="never show a progress bar on stderr"
@@ -124,9 +138,25 @@ def _print_report(report: PackReport, as_json: bool) -> None:
         print(f"  {step.number:>2}. {step.name}: {step.verdict.value}{sub}: {step.reason}")
 
 
-def run_pack(argv: Sequence[str]) -> int:
+def _online(
+    report: PackReport, args: Any, keys: Sequence[VerifierKey], http_client: httpx.Client | None
+) -> PackReport:
+    from verifier.online import LogClient, add_online_step
+
+    api_key = args.api_key or os.environ.get("EVIDENCE_VERIFY_API_KEY") or None
+    try:
+        client = LogClient(args.ledger, api_key=api_key, client=http_client)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    with client:
+        return add_online_step(report, client, keys)
+
+
+def run_pack(argv: Sequence[str], *, http_client: httpx.Client | None = None) -> int:
     """Run the pack mode; usage errors raise ``UsageError`` (exit code 3 in ``main``)."""
     args = _parser().parse_args(list(argv))
+    if args.api_key is not None and args.ledger is None:
+        raise UsageError("--api-key needs --ledger")
     # pyHanko logs every failed path build with a traceback; the report already says why
     logging.getLogger("pyhanko").addHandler(logging.NullHandler())
     logging.getLogger("pyhanko").propagate = False
@@ -149,5 +179,7 @@ def run_pack(argv: Sequence[str]) -> int:
             )  # fmt: skip
     except OSError as error:
         raise UsageError(f"cannot read {args.pack}: {error.strerror or error}") from error
+    if args.ledger is not None:
+        report = _online(report, args, keys, http_client)
     _print_report(report, args.json)
     return _EXIT[report.verdict]
