@@ -911,13 +911,21 @@ class _Export:
             tsa_name=stamp.tsa_name if stamp else None,
             later_checkpoints=later,
         )
-        anchors = ["the ledger's verifier key, obtained from the ledger operator: " + self.vkey]
-        anchors.append("the TSA root certificate (certificates/tsa-roots.pem in this pack)")
+        # The auditor's anchors come from outside the pack; the pack's copies are for
+        # comparing fingerprints, never to be trusted on their own.
+        anchors = [
+            "the ledger's verifier key, obtained from the ledger operator: " + self.vkey,
+            "the TSA's root certificate, obtained from the TSA or the ledger operator "
+            "(certificates/tsa-roots.pem in this pack is a copy to compare, not an anchor)",
+        ]
         if manifest["certificates"].get("signer_roots"):
-            anchors.append("the signing CA root (certificates/signer-roots.pem in this pack)")
+            anchors.append(
+                "the signing CA's root certificate, obtained from the CA or the ledger operator "
+                "(certificates/signer-roots.pem in this pack is a copy to compare)"
+            )
         command = (
             f"evidence-verify PACK.zip --ledger-key '{self.vkey}' "
-            "--trust-root tsa-root.pem --trust-root signing-ca.pem"
+            "--tsa-root tsa-root.pem --trust-root signing-ca-root.pem"
         )
         return collector.report_input(
             task_id=str(self.task_id),
