@@ -14,12 +14,20 @@ by the envelope rules of :mod:`ledger.events`; the OpenAPI document still descri
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import fcntl
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+import orjson
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
@@ -30,15 +38,17 @@ from api.security import (
     AppKeys,
     SignedBody,
     connection_ip,
-    idempotent,
+    idempotency_key,
     parse_json,
     principal,
-    raw_body,
+    replay,
+    request_fingerprint,
     require,
     verify_signed,
+    within_limit,
 )
 from api.tenancy import Principal, TenantStore
-from ledger.errors import DuplicateEvent, InvalidEvent
+from ledger.errors import ConstraintViolation, DuplicateEvent, InvalidEvent
 from ledger.events import (
     Actor,
     EventDraft,
@@ -46,10 +56,12 @@ from ledger.events import (
     RequestContext,
     new_event,
 )
-from ledger.store import LedgerStore, Receipt
+from ledger.log_writer import Transaction
+from ledger.store import AlsoWrite, LedgerStore, Receipt
+
+_LOG = logging.getLogger(__name__)
 
 router = APIRouter(tags=["events"])
-Caller = Annotated[Principal, Depends(principal)]
 
 _BODY_FIELDS = frozenset(
     {"event_id", "client_time", "stream_id", "type", "actor", "context", "identity_factors", "data"}
@@ -315,47 +327,232 @@ def _at(index: int | None, problem: Problem) -> Problem:
     )
 
 
-def _claim_streams(tenants: TenantStore, who: Principal, drafts: Sequence[EventDraft]) -> None:
-    """Make every draft's stream the tenant's; 409 if one is another tenant's."""
-    first_use: dict[UUID, int] = {}
-    for i, draft in enumerate(drafts):
-        first_use.setdefault(draft.stream_id, i)
-    owned = tenants.owned_streams(who.tenant_id, list(first_use))
-    wanted = [s for s in first_use if s not in owned]
-    refused = tenants.claim_streams(who.tenant_id, wanted) if wanted else []
+def _stream_refusal(drafts: Sequence[EventDraft], refused: Sequence[UUID]) -> Problem:
+    index = min(i for i, d in enumerate(drafts) if d.stream_id in set(refused))
+    return _at(
+        index if len(drafts) > 1 else None,
+        Problem(
+            409,
+            "stream-not-yours",
+            f"stream {drafts[index].stream_id} belongs to another tenant; use a new stream id",
+        ),
+    )
+
+
+def _streams_to_claim(
+    tenants: TenantStore, who: Principal, drafts: Sequence[EventDraft]
+) -> list[UUID]:
+    """The drafts' streams nobody owns yet; 409 at once if one is another tenant's.
+
+    Only a read: the new streams are claimed in the append's own transaction, where a
+    tenant that claimed one in between is noticed and the append refused.
+    """
+    streams = list(dict.fromkeys(d.stream_id for d in drafts))
+    owners = tenants.stream_owners(streams)
+    refused = [s for s in streams if owners.get(s, who.tenant_id) != who.tenant_id]
     if refused:
-        index = min(first_use[s] for s in refused)
-        raise _at(
-            index if len(drafts) > 1 else None,
-            Problem(
-                409,
-                "stream-not-yours",
-                f"stream {drafts[index].stream_id} belongs to another tenant; use a new stream id",
-            ),
-        )
+        raise _stream_refusal(drafts, refused)
+    return [s for s in streams if s not in owners]
 
 
-def _append(store: LedgerStore, drafts: Sequence[EventDraft], batch: bool) -> list[Receipt]:
-    """Store ``drafts`` all or nothing; a refusal names the batch member at fault."""
-    try:
-        return store.append(drafts)
-    except DuplicateEvent as exc:
-        if not batch:
-            raise
-        wanted = str(exc.event_id)
-        ids = [str(d.event_id) for d in drafts]
-        first = ids.index(wanted) if wanted in ids else None
-        # Within the batch the second use is the replay; against the log, the first.
-        index = (
-            ids.index(wanted, first + 1) if first is not None and ids.count(wanted) > 1 else first
-        )
-        raise _at(index, Problem(409, "duplicate-event", str(exc))) from None
-    except InvalidEvent as exc:
-        if not batch:
-            raise
-        raise _at(
+def _refusal(exc: DuplicateEvent | InvalidEvent, drafts: Sequence[EventDraft]) -> Exception:
+    """The batch refusal naming the member at fault."""
+    if isinstance(exc, InvalidEvent):
+        return _at(
             _invalid_member(drafts), Problem(422, "invalid-event", str(exc), field=exc.field)
-        ) from None
+        )
+    wanted = str(exc.event_id)
+    ids = [str(d.event_id) for d in drafts]
+    first = ids.index(wanted) if wanted in ids else None
+    # Within the batch the second use is the replay; against the log, the first.
+    index = ids.index(wanted, first + 1) if first is not None and ids.count(wanted) > 1 else first
+    return _at(index, Problem(409, "duplicate-event", str(exc)))
+
+
+def _store_once(
+    tenants: TenantStore,
+    committer: GroupCommit,
+    who: Principal,
+    key: str,
+    digest: str,
+    prepare: Callable[[], list[EventDraft]],
+    answer: Callable[[list[Receipt]], Any],
+    batch: bool,
+) -> Response:
+    """Store what ``prepare`` makes, at most once per ``Idempotency-Key``; 201 with receipts.
+
+    The key's record (the answer), the claims of new streams and the events are written
+    in one transaction: either all of them are stored or none is. A request whose key
+    is already recorded gets the recorded answer (or 422 for a different request) and
+    stores nothing; one that loses a race for its key is rolled back and answers the same.
+    """
+    record = tenants.idempotency_record(who.tenant_id, key)
+    if record is not None:
+        return replay(record, digest)
+    drafts = prepare()
+    new_streams = _streams_to_claim(tenants, who, drafts)
+    bodies: list[bytes] = []
+
+    def also(tx: Transaction, receipts: list[Receipt]) -> None:
+        if new_streams:
+            refused = TenantStore.claim_streams_in(tx, who.tenant_id, new_streams)
+            if refused:
+                raise _stream_refusal(drafts, refused)
+        body = orjson.dumps(answer(receipts))
+        TenantStore.record_answer_in(tx, who.tenant_id, key, digest, 201, body)
+        bodies.append(body)
+
+    try:
+        committer.append(drafts, also)
+    except (DuplicateEvent, InvalidEvent, ConstraintViolation) as exc:
+        # Another request with this key may have won the race: answer as it did.
+        record = tenants.idempotency_record(who.tenant_id, key)
+        if record is not None:
+            return replay(record, digest)
+        if batch and isinstance(exc, DuplicateEvent | InvalidEvent):
+            raise _refusal(exc, drafts) from None
+        raise
+    return Response(bodies[-1], status_code=201, media_type="application/json")
+
+
+# -- group commit ----------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Job:
+    drafts: Sequence[EventDraft]
+    also: AlsoWrite
+    wake: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    finished: bool = False
+    receipts: list[Receipt] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """Appends of concurrent requests in one transaction (one commit, one fsync).
+
+    A request's append waits while another is being committed; the next commit then takes
+    every append waiting (up to :attr:`max_events`) in one :meth:`LedgerStore.append`,
+    each request's own writes (``also``) with it. Under no load an append commits alone,
+    at once. If a combined append is refused (one request's replayed event id, a stream
+    another tenant claimed, a raced idempotency key, an invalid event, a database error),
+    nothing of it was stored, and each request is appended on its own: one bad request
+    never fails another, each gets its own receipts or refusal, and every request stays
+    all or nothing. Receipts are handed out only after the commit.
+    """
+
+    def __init__(self, store: LedgerStore, max_events: int = 2000) -> None:
+        self.store = store
+        self.max_events = max_events
+        self._lock = threading.Lock()
+        self._waiting: deque[_Job] = deque()
+        self._busy = False
+        self._turns: int | None = None
+        path = getattr(store, "path", None)
+        if store.backend == "sqlite" and isinstance(path, Path):
+            # Workers of one SQLite file take turns through a file lock: a blocked worker
+            # is woken as soon as the other commits, where SQLite's own busy handler
+            # would sleep and poll (1, 2, 5, 10 ... ms) and starve it under load.
+            self._turns = os.open(
+                path.with_name(path.name + ".append-lock"), os.O_RDWR | os.O_CREAT, 0o600
+            )
+
+    def append(self, drafts: Sequence[EventDraft], also: AlsoWrite) -> list[Receipt]:
+        job = _Job(drafts, also)
+        with self._lock:
+            self._waiting.append(job)
+            if not self._busy:
+                self._busy = job.lead = True
+        while not job.lead and not job.finished:
+            job.wake.wait()
+            job.wake.clear()
+        if not job.finished:
+            self._lead()
+        if job.error is not None:
+            raise job.error
+        return job.receipts
+
+    def _lead(self) -> None:
+        """Commit the waiting appends (the leader's first), then hand the lead on."""
+        group: list[_Job] = []
+        turn = False
+        try:
+            if self._turns is not None:
+                fcntl.flock(self._turns, fcntl.LOCK_EX)
+                turn = True
+            with self._lock:
+                group.append(self._waiting.popleft())
+                events = len(group[0].drafts)
+                while self._waiting and events + len(self._waiting[0].drafts) <= self.max_events:
+                    events += len(self._waiting[0].drafts)
+                    group.append(self._waiting.popleft())
+            self._commit(group)
+        finally:
+            if turn:
+                assert self._turns is not None
+                fcntl.flock(self._turns, fcntl.LOCK_UN)
+            with self._lock:
+                if not group and self._waiting:
+                    group.append(self._waiting.popleft())  # the leader's own
+            for job in group:
+                if not job.finished:
+                    job.error = job.error or RuntimeError("the group commit was interrupted")
+                    job.finished = True
+                job.wake.set()
+            with self._lock:
+                if self._waiting:
+                    self._waiting[0].lead = True
+                    self._waiting[0].wake.set()
+                else:
+                    self._busy = False
+
+    def _commit(self, group: list[_Job]) -> None:
+        if len(group) > 1:
+            spans: list[tuple[_Job, int, int]] = []
+            drafts: list[EventDraft] = []
+            for job in group:
+                spans.append((job, len(drafts), len(drafts) + len(job.drafts)))
+                drafts.extend(job.drafts)
+
+            def also(tx: Transaction, receipts: list[Receipt]) -> None:
+                for job, start, end in spans:
+                    job.also(tx, receipts[start:end])
+
+            try:
+                receipts = self.store.append(drafts, also=also)
+            except Exception as exc:
+                # Nothing was stored: each request on its own, below. (Had the commit
+                # itself failed after all, each retry finds its event ids taken, and its
+                # route answers from the idempotency record written with them.)
+                _LOG.debug("a combined append was refused (%s); appending one by one", exc)
+            else:
+                for job, start, end in spans:
+                    job.receipts, job.finished = receipts[start:end], True
+                return
+        for job in group:
+            try:
+                job.receipts = self.store.append(job.drafts, also=job.also)
+            except Exception as exc:
+                job.error = exc
+            job.finished = True
+
+
+_COMMITTERS_LOCK = threading.Lock()
+
+
+def _committer(request: Request) -> GroupCommit:
+    """The app's :class:`GroupCommit` (one per worker process and store)."""
+    state = request.app.state
+    committer: GroupCommit | None = getattr(state, "group_commit", None)
+    store = _store(request)
+    if committer is None or committer.store is not store:
+        with _COMMITTERS_LOCK:
+            committer = getattr(state, "group_commit", None)
+            if committer is None or committer.store is not store:
+                committer = GroupCommit(store)
+                state.group_commit = committer
+    return committer
 
 
 def _invalid_member(drafts: Sequence[EventDraft]) -> int | None:
@@ -395,25 +592,39 @@ def _invalid_member(drafts: Sequence[EventDraft]) -> int | None:
         422: {"description": "Invalid event, or client time outside the window"},
     },
 )
-async def append_event(request: Request, who: Caller) -> Response:
+async def append_event(request: Request) -> Response:
     """Append one app-signed event (app); the receipt says where it is in the log."""
+    raw = await request.body()
+    # Everything else, the caller's key included, in one trip to the thread pool.
+    return await run_in_threadpool(_append_event, request, raw)
+
+
+def _append_event(request: Request, raw: bytes) -> Response:
+    who = principal(request)
     require(who, "app")
     settings = _settings(request)
-    raw = await raw_body(request, settings)
+    within_limit(raw, settings)
     header = request.headers.get("jws-signature")
-    tenants, store = _tenants(request), _store(request)
+    tenants = _tenants(request)
     address = connection_ip(request, settings)
+    key = idempotency_key(request)
 
-    def run() -> tuple[int, Any]:
+    def prepare() -> list[EventDraft]:
         body = parse_json(raw)
         keys = AppKeys(tenants, who.tenant_id)
         signed = verify_signed(body, header, keys, settings, datetime.now(UTC))
-        draft = draft_from(signed, address)
-        _claim_streams(tenants, who, [draft])
-        (receipt,) = _append(store, [draft], batch=False)
-        return 201, _receipt(receipt)
+        return [draft_from(signed, address)]
 
-    return await run_in_threadpool(idempotent, request, who, raw, run)
+    return _store_once(
+        tenants,
+        _committer(request),
+        who,
+        key,
+        request_fingerprint(request, raw),
+        prepare,
+        lambda receipts: _receipt(receipts[0]),
+        batch=False,
+    )
 
 
 @router.post(
@@ -433,19 +644,26 @@ async def append_event(request: Request, who: Caller) -> Response:
         422: {"description": "A member is invalid, or the batch is empty or too large"},
     },
 )
-async def append_batch(request: Request, who: Caller) -> Response:
+async def append_batch(request: Request) -> Response:
     """Append app-signed events all or nothing (app): one refused member stores none.
 
     Each member carries its own detached JWS, so every stored event keeps the signature
     over exactly its own body. A refusal's problem document has the member's ``index``.
     """
+    raw = await request.body()
+    return await run_in_threadpool(_append_batch, request, raw)
+
+
+def _append_batch(request: Request, raw: bytes) -> Response:
+    who = principal(request)
     require(who, "app")
     settings = _settings(request)
-    raw = await raw_body(request, settings)
-    tenants, store = _tenants(request), _store(request)
+    within_limit(raw, settings)
+    tenants = _tenants(request)
     address = connection_ip(request, settings)
+    key = idempotency_key(request)
 
-    def run() -> tuple[int, Any]:
+    def prepare() -> list[EventDraft]:
         members = _members(parse_json(raw), settings.max_batch)
         keys = AppKeys(tenants, who.tenant_id)
         now = datetime.now(UTC)
@@ -456,11 +674,18 @@ async def append_batch(request: Request, who: Caller) -> Response:
                 drafts.append(draft_from(signed, address))
             except Problem as problem:
                 raise _at(i, problem) from None
-        _claim_streams(tenants, who, drafts)
-        receipts = _append(store, drafts, batch=True)
-        return 201, {"receipts": [_receipt(r) for r in receipts]}
+        return drafts
 
-    return await run_in_threadpool(idempotent, request, who, raw, run)
+    return _store_once(
+        tenants,
+        _committer(request),
+        who,
+        key,
+        request_fingerprint(request, raw),
+        prepare,
+        lambda receipts: {"receipts": [_receipt(r) for r in receipts]},
+        batch=True,
+    )
 
 
 def _members(body: object, limit: int) -> list[tuple[object, str | None]]:

@@ -21,7 +21,7 @@ from fastapi.responses import Response
 
 from api import jws
 from api.problems import Problem
-from api.tenancy import AppKey, Principal, TenantStore
+from api.tenancy import AppKey, IdempotencyRecord, Principal, TenantStore
 from ledger.events import AppSignature
 
 #: Longest accepted ``Idempotency-Key``.
@@ -131,7 +131,11 @@ class SignedBody:
 
 
 async def raw_body(request: Request, settings: ApiSettings) -> bytes:
-    body = await request.body()
+    return within_limit(await request.body(), settings)
+
+
+def within_limit(body: bytes, settings: ApiSettings) -> bytes:
+    """``body``, or 413 if it is over the limit."""
     if len(body) > settings.max_body_bytes:
         raise Problem(413, "body-too-large", f"the body is over {settings.max_body_bytes} bytes")
     return body
@@ -219,19 +223,8 @@ def check_client_time(value: object, settings: ApiSettings, now: datetime) -> da
     return moment.astimezone(UTC)
 
 
-def idempotent(
-    request: Request,
-    who: Principal,
-    raw: bytes,
-    run: Callable[[], tuple[int, Any]],
-) -> Response:
-    """Run ``run`` once per ``Idempotency-Key``; replay its answer for the same request.
-
-    The same key with a different method, path or body is refused (422); a key whose
-    first request is still running answers 409 (a claim left by a crashed worker lapses
-    after :data:`~api.tenancy.PENDING_LAPSE`). A request that failed is forgotten, so its
-    key may be used again.
-    """
+def idempotency_key(request: Request) -> str:
+    """The request's ``Idempotency-Key``: 428 without one, 422 if it is malformed."""
     key = request.headers.get("idempotency-key", "").strip()
     if not key:
         raise Problem(428, "idempotency-key-required", "every POST needs an Idempotency-Key header")
@@ -241,11 +234,22 @@ def idempotent(
             "invalid-idempotency-key",
             f"Idempotency-Key: 1-{MAX_IDEMPOTENCY_KEY} printable characters",
         )
-    digest = hashlib.sha256(
+    return key
+
+
+def request_fingerprint(request: Request, raw: bytes) -> str:
+    """What makes two requests under one key "the same": method, path and body."""
+    return hashlib.sha256(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + raw
     ).hexdigest()
-    tenants: TenantStore = request.app.state.tenants
-    record = tenants.begin(who.tenant_id, key, digest)
+
+
+def replay(record: IdempotencyRecord, digest: str) -> Response:
+    """The answer to a request whose key an earlier request left ``record`` under.
+
+    The same request gets the stored answer; a different one 422; if the first is still
+    running (a claim of :func:`idempotent`), 409.
+    """
     if record.request_sha256 != digest:
         raise Problem(
             422,
@@ -260,13 +264,37 @@ def idempotent(
             media_type="application/json",
             headers={"Idempotent-Replayed": "true"},
         )
-    if record.state != "new":
-        raise Problem(
-            409,
-            "request-in-progress",
-            "a request with this Idempotency-Key is still being handled; retry shortly",
-            headers={"Retry-After": "1"},
-        )
+    raise Problem(
+        409,
+        "request-in-progress",
+        "a request with this Idempotency-Key is still being handled; retry shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
+def idempotent(
+    request: Request,
+    who: Principal,
+    raw: bytes,
+    run: Callable[[], tuple[int, Any]],
+) -> Response:
+    """Run ``run`` once per ``Idempotency-Key``; replay its answer for the same request.
+
+    The same key with a different method, path or body is refused (422); a key whose
+    first request is still running answers 409 (a claim left by a crashed worker lapses
+    after :data:`~api.tenancy.PENDING_LAPSE`). A request that failed is forgotten, so its
+    key may be used again.
+
+    Event appends do without the claim: they record their answer in the append's own
+    transaction (:meth:`~api.tenancy.TenantStore.record_answer_in`), and a request that
+    loses a race for the key answers from the winner's record.
+    """
+    key = idempotency_key(request)
+    digest = request_fingerprint(request, raw)
+    tenants: TenantStore = request.app.state.tenants
+    record = tenants.begin(who.tenant_id, key, digest)
+    if record.state != "new" or record.request_sha256 != digest:
+        return replay(record, digest)
     try:
         status, payload = run()
     except BaseException:

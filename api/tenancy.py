@@ -26,6 +26,7 @@ from uuid import UUID
 import orjson
 
 from ledger.events import format_time
+from ledger.log_writer import Transaction as WriteTransaction
 from ledger.store import LedgerStore
 from ledger.workflow import Directory, Template
 from projections.database import database_for
@@ -296,6 +297,43 @@ class TenantStore:
                 owners.update((str(r[0]), str(r[1])) for r in rows)
         return [s for s, i in zip(stream_ids, ids, strict=True) if owners.get(i) != tenant_id]
 
+    @staticmethod
+    def claim_streams_in(
+        tx: WriteTransaction, tenant_id: str, stream_ids: Sequence[UUID]
+    ) -> list[UUID]:
+        """:meth:`claim_streams` inside another write transaction (an append's own)."""
+        ids = [str(s) for s in stream_ids]
+        created = _now()
+        tx.insert_many(
+            "INSERT INTO api_streams (stream_id, tenant_id, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (stream_id) DO NOTHING",
+            [(i, tenant_id, created) for i in ids],
+        )
+        owners: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = tx.query(
+                f"SELECT stream_id, tenant_id FROM api_streams WHERE stream_id IN ({marks})",
+                chunk,
+            )
+            owners.update((str(r[0]), str(r[1])) for r in rows)
+        return [s for s, i in zip(stream_ids, ids, strict=True) if owners.get(i) != tenant_id]
+
+    def stream_owners(self, stream_ids: Sequence[UUID]) -> dict[UUID, str]:
+        """The owning tenant of each of ``stream_ids`` that has one (a read; claims nothing)."""
+        found: dict[UUID, str] = {}
+        ids = [str(s) for s in stream_ids]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT stream_id, tenant_id FROM api_streams WHERE stream_id IN ({marks})",
+                chunk,
+            )
+            found.update((UUID(str(r[0])), str(r[1])) for r in rows)
+        return found
+
     def owns_stream(self, tenant_id: str, stream_id: UUID) -> bool:
         rows = self._query(
             "SELECT 1 FROM api_streams WHERE stream_id = ? AND tenant_id = ?",
@@ -378,6 +416,40 @@ class TenantStore:
                 return IdempotencyRecord("new", request_sha256)
         return IdempotencyRecord(
             state, stored_hash, status_code, bytes(response) if response is not None else None
+        )
+
+    def idempotency_record(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
+        """What an earlier request with ``key`` left (``None``: nothing); claims nothing."""
+        rows = self._query(
+            "SELECT request_sha256, state, status_code, response FROM api_idempotency "
+            "WHERE tenant_id = ? AND idem_key = ?",
+            (tenant_id, key),
+        )
+        if not rows:
+            return None
+        stored_hash, state, status_code, response = rows[0]
+        return IdempotencyRecord(
+            state, stored_hash, status_code, bytes(response) if response is not None else None
+        )
+
+    @staticmethod
+    def record_answer_in(
+        tx: WriteTransaction,
+        tenant_id: str,
+        key: str,
+        request_sha256: str,
+        status_code: int,
+        response: bytes,
+    ) -> None:
+        """Record a finished request's answer inside another write transaction (an append).
+
+        A record already under ``key`` (a request that raced this one) makes the database
+        refuse the row, and so the whole transaction: the caller then answers from it.
+        """
+        tx.execute(
+            "INSERT INTO api_idempotency (tenant_id, idem_key, request_sha256, state, "
+            "status_code, response, created_at) VALUES (?, ?, ?, 'done', ?, ?, ?)",
+            (tenant_id, key, request_sha256, status_code, response, _now()),
         )
 
     def finish(self, tenant_id: str, key: str, status_code: int, response: bytes) -> None:

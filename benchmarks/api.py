@@ -253,8 +253,14 @@ def load(
     threads: int,
     seconds: float,
     ceiling: float,
+    cpu_of: int | None = None,
+    cpu: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``clients`` processes of ``threads`` connections each for ``seconds``."""
+    """Run ``clients`` processes of ``threads`` connections each for ``seconds``.
+
+    With ``cpu_of`` (the server's pid), the CPU its processes use while the clients send
+    (not while they pre-sign) goes into ``cpu``, with the machine's busy share.
+    """
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(clients + 1)
     results = context.Queue()
@@ -271,7 +277,11 @@ def load(
         p.start()
     barrier.wait(timeout=600)
     started = time.perf_counter()
-    parts = [results.get(timeout=seconds + 300) for _ in processes]
+    if cpu_of is not None and cpu is not None:
+        with cpu_account(cpu_of, cpu):
+            parts = [results.get(timeout=seconds + 300) for _ in processes]
+    else:
+        parts = [results.get(timeout=seconds + 300) for _ in processes]
     elapsed = time.perf_counter() - started
     for p in processes:
         p.join()
@@ -457,6 +467,64 @@ def tree_size(port: int, api_key: str) -> int:
     return size
 
 
+# -- where the CPU went -------------------------------------------------------------------------
+
+
+def _server_pids(root: int) -> list[int]:
+    """``root`` and its descendants (the uvicorn workers)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[int, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def _machine_busy() -> tuple[float, float]:
+    """CPU seconds (busy, total) of the whole machine since boot."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / ticks, sum(values) / ticks
+
+
+@contextmanager
+def cpu_account(root: int, into: dict[str, Any]) -> Iterator[None]:
+    """Record the server's CPU (each worker) and the machine's busy share while it runs."""
+    pids = _server_pids(root)
+    before, machine = _cpu_seconds(pids), _machine_busy()
+    start = time.perf_counter()
+    yield
+    elapsed = time.perf_counter() - start
+    after, machine_after = _cpu_seconds(pids), _machine_busy()
+    per = [round(after[p] - before.get(p, 0.0), 2) for p in pids if p in after]
+    into["server_cpu_s"] = round(sum(per), 2)
+    into["server_cpu_per_process_s"] = per
+    into["machine_busy_share"] = round(
+        (machine_after[0] - machine[0]) / max(machine_after[1] - machine[1], 1e-9), 3
+    )
+    into["accounted_s"] = round(elapsed, 2)
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -491,6 +559,7 @@ def run(args: argparse.Namespace) -> int:
             ):
                 before = tree_size(srv.port, srv.api_key)
                 print(f"{backend} {kind}: pre-signing, then {args.api_seconds} s ...", flush=True)
+                cpu: dict[str, Any] = {}
                 row = load(
                     srv.port,
                     srv.api_key,
@@ -500,7 +569,13 @@ def run(args: argparse.Namespace) -> int:
                     threads=threads,
                     seconds=args.api_seconds,
                     ceiling=ceiling,
+                    cpu_of=srv.process.pid,
+                    cpu=cpu,
                 )
+                row.update(cpu)
+                if row["events"]:
+                    per_event = cpu["server_cpu_s"] / row["events"]
+                    row["server_cpu_us_per_event"] = round(per_event * 1e6)
                 grown = tree_size(srv.port, srv.api_key) - before
                 warm = clients * threads * 2 * (EVENTS_PER_BATCH if kind == "batch" else 1)
                 row["log_grew_by"] = grown
@@ -518,7 +593,9 @@ def run(args: argparse.Namespace) -> int:
                 if row["failures"] or not row["log_matches"]:
                     code = 1
                 print(
-                    f"  {rate}, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms"
+                    f"  {rate}, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms; server CPU "
+                    f"{row.get('server_cpu_per_process_s')} s, machine busy "
+                    f"{row.get('machine_busy_share', 0):.0%}"
                     f"{'; FAILURES ' + str(row['failures']) if row['failures'] else ''}",
                     flush=True,
                 )

@@ -64,6 +64,13 @@ class Transaction(Protocol):
 
     def insert_events(self, events: Sequence[Event]) -> None: ...
 
+    def execute(self, sql: str, params: Sequence[Any]) -> None: ...
+
+
+#: Run inside the transaction after the events and their leaves are written, before the
+#: commit: ``(transaction, first leaf index, events)``. Whatever it raises rolls back all.
+AlsoWrite = Callable[[Transaction, int, list[Event]], None]
+
 
 #: How many stream heads a process remembers (least recently used go first).
 MAX_REMEMBERED_HEADS = 50_000
@@ -99,8 +106,16 @@ class LogWriter:
         self._frontier: dict[Node, bytes] = {}
         self._heads: OrderedDict[UUID, Head] = OrderedDict()
 
-    def write(self, tx: Transaction, build: Callable[[Any], list[Event]]) -> Written:
-        """The transaction body; call with :attr:`lock` held and the writer lock taken."""
+    def write(
+        self,
+        tx: Transaction,
+        build: Callable[[Any], list[Event]],
+        also: AlsoWrite | None = None,
+    ) -> Written:
+        """The transaction body; call with :attr:`lock` held and the writer lock taken.
+
+        ``also``, if given, runs last, in the same transaction (see :data:`AlsoWrite`).
+        """
         rows = tx.query(SELECT_SIZE, [])
         size = 0 if rows[0][0] is None else int(rows[0][0]) + 1
         if self._size == size:
@@ -129,6 +144,8 @@ class LogWriter:
         upper = [(merkle.node_id(node), value) for node, value in created if node[0] > 0]
         if upper:
             tx.insert_many(INSERT_NODE, upper)
+        if also is not None:
+            also(tx, size, events)
         new_size = size + len(events)
         for event in events:
             overlay[event.stream_id] = (event.sequence, event.hash)

@@ -91,6 +91,9 @@ class _PostgresWrite:
     def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         self._cursor.executemany(_pg(sql), rows)
 
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        self._cursor.execute(_pg(sql), params)
+
     def insert_events(self, events: Sequence[Event]) -> None:
         # eventsourcing's unnest() insert, without its own table lock (already held).
         PostgresAggregateRecorder._insert_stored_events(
@@ -152,14 +155,16 @@ class PostgresLedgerStore(LedgerStore):
     def _event_id(self, stored: Any) -> UUID:
         return stored if isinstance(stored, UUID) else UUID(str(stored))
 
-    def _write_transaction(self, build: BuildEvents) -> log_writer.Written:
+    def _write_transaction(
+        self, build: BuildEvents, also: log_writer.AlsoWrite | None = None
+    ) -> log_writer.Written:
         with (
             self.datastore.get_connection() as connection,
             connection.transaction(),
             connection.cursor() as cursor,
         ):
             self.recorder._lock_table(cursor)
-            return self._writer.write(_PostgresWrite(cursor, self.recorder), build)
+            return self._writer.write(_PostgresWrite(cursor, self.recorder), build, also)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:

@@ -67,6 +67,9 @@ class _SQLiteWrite:
     def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         self._cursor.executemany(sql, rows)
 
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        self._cursor.execute(sql, params)
+
     def insert_events(self, events: Sequence[Event]) -> None:
         # eventsourcing's own insert statement, run once for the batch: notification ids
         # are not needed (the log's leaf index is the ledger's order), and the rows are
@@ -122,12 +125,14 @@ class SQLiteLedgerStore(LedgerStore):
     def _event_id(self, stored: Any) -> UUID:
         return UUID(bytes=bytes(stored))
 
-    def _write_transaction(self, build: BuildEvents) -> log_writer.Written:
+    def _write_transaction(
+        self, build: BuildEvents, also: log_writer.AlsoWrite | None = None
+    ) -> log_writer.Written:
         with (
             self.datastore.get_connection(commit=True) as connection,
             _ImmediateTransaction(connection, commit=True) as cursor,
         ):
-            return self._writer.write(_SQLiteWrite(cursor, self.recorder), build)
+            return self._writer.write(_SQLiteWrite(cursor, self.recorder), build, also)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:

@@ -89,6 +89,24 @@ class WriteReader(Protocol):
 
 BuildEvents = Callable[[WriteReader], list[Event]]
 
+#: What :meth:`LedgerStore.append` runs in its transaction after the events are written:
+#: ``(transaction, receipts)``; its writes commit with the events or not at all.
+AlsoWrite = Callable[[log_writer.Transaction, list["Receipt"]], None]
+
+
+def _receipts(first: int, events: Sequence[Event]) -> list[Receipt]:
+    return [
+        Receipt(
+            event_id=event.event_id,
+            stream_id=event.stream_id,
+            sequence=event.sequence,
+            leaf_index=first + offset,
+            event_hash=event.hash,
+            server_time=event.envelope["server_time"],
+        )
+        for offset, event in enumerate(events)
+    ]
+
 
 def join_hashes(hashes: Sequence[bytes]) -> bytes:
     """Store a list of 32-byte hashes as one blob."""
@@ -121,10 +139,14 @@ class LedgerStore(ABC):
     _writer: log_writer.LogWriter
 
     @abstractmethod
-    def _write_transaction(self, build: BuildEvents) -> log_writer.Written:
+    def _write_transaction(
+        self, build: BuildEvents, also: log_writer.AlsoWrite | None = None
+    ) -> log_writer.Written:
         """Open a write transaction, take the writer lock, run :attr:`_writer`, commit."""
 
-    def _write(self, build: BuildEvents) -> tuple[int, list[Event]]:
+    def _write(
+        self, build: BuildEvents, also: log_writer.AlsoWrite | None = None
+    ) -> tuple[int, list[Event]]:
         """Run ``build`` and store its events in one transaction under the writer lock.
 
         Returns the leaf index of the first event and the events stored. Raises what
@@ -134,7 +156,7 @@ class LedgerStore(ABC):
         """
         with self._writer.lock:
             try:
-                written = self._write_transaction(build)
+                written = self._write_transaction(build, also)
             except IntegrityError as exc:
                 self._writer.forget()
                 raise ConstraintViolation(f"the ledger database refused the rows: {exc}") from exc
@@ -191,12 +213,18 @@ class LedgerStore(ABC):
         drafts: Sequence[EventDraft],
         *,
         expected: Mapping[UUID, int] | None = None,
+        also: AlsoWrite | None = None,
     ) -> list[Receipt]:
         """Store ``drafts`` as one all-or-nothing batch, chained onto their streams.
 
         ``expected`` maps a stream to the sequence its caller last saw (0 for a new
         stream); if the stream has moved on, :class:`StreamConflict` is raised and nothing
         is stored. Streams not named in ``expected`` are appended at their current head.
+
+        ``also``, if given, runs in the same transaction once the events and their leaves
+        are written, with the receipts they will have (statements take ``?``
+        placeholders); whatever it raises rolls the whole append back and is raised here
+        (a row the database refuses: :class:`~ledger.errors.ConstraintViolation`).
         """
         if not drafts:
             return []
@@ -229,8 +257,15 @@ class LedgerStore(ABC):
                 raise DuplicateEvent(next(i for i in ids if ids.count(i) > 1))
             return events
 
+        hook: log_writer.AlsoWrite | None = None
+        if also is not None:
+            run_also = also
+
+            def hook(tx: log_writer.Transaction, first: int, events: list[Event]) -> None:
+                run_also(tx, _receipts(first, events))
+
         try:
-            first, events = self._write(build)
+            first, events = self._write(build, hook)
         except ConstraintViolation:
             # The unique key on event ids refused a replay: say which one. Checked only on
             # this path so that appends pay for no extra query.
@@ -239,17 +274,7 @@ class LedgerStore(ABC):
             if taken:
                 raise DuplicateEvent(min(taken)) from None
             raise
-        return [
-            Receipt(
-                event_id=event.event_id,
-                stream_id=event.stream_id,
-                sequence=event.sequence,
-                leaf_index=first + offset,
-                event_hash=event.hash,
-                server_time=event.envelope["server_time"],
-            )
-            for offset, event in enumerate(events)
-        ]
+        return _receipts(first, events)
 
     # -- the tree --------------------------------------------------------------------
 

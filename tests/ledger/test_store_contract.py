@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger.errors import DuplicateEvent, StoreError, StreamConflict
-from ledger.store import LedgerStore
+from ledger.errors import ConstraintViolation, DuplicateEvent, StoreError, StreamConflict
+from ledger.log_writer import Transaction
+from ledger.store import LedgerStore, Receipt
 from tests.factories import BOB, draft
 from tests.reference_merkle import ReferenceTree
 
@@ -159,6 +160,43 @@ class LedgerStoreContract:
             with pytest.raises(StoreError, match="append-only"):
                 store._execute(statement)
         assert store.tree_size() == 2 and store.count_nodes() == 1
+
+    def test_also_writes_commit_with_the_events_or_not_at_all(self, store: LedgerStore) -> None:
+        store._execute("CREATE TABLE IF NOT EXISTS hook_rows (k TEXT PRIMARY KEY, n INTEGER)")
+        store.append([draft()])
+        seen: list[Receipt] = []
+
+        def also(tx: Transaction, receipts: list[Receipt]) -> None:
+            # Runs after the events are written: it sees them, and the receipts' places.
+            seen.extend(receipts)
+            count = tx.query("SELECT COUNT(*) FROM ledger_log", [])
+            tx.execute("INSERT INTO hook_rows (k, n) VALUES (?, ?)", ["a", count[0][0]])
+
+        receipts = store.append([draft(), draft()], also=also)
+        assert seen == receipts and [r.leaf_index for r in receipts] == [1, 2]
+        assert [tuple(r) for r in store._tuples("SELECT k, n FROM hook_rows", [])] == [("a", 3)]
+
+        def clash(tx: Transaction, receipts: list[Receipt]) -> None:
+            tx.execute("INSERT INTO hook_rows (k, n) VALUES (?, ?)", ["b", 0])
+            tx.execute("INSERT INTO hook_rows (k, n) VALUES (?, ?)", ["a", 0])
+
+        with pytest.raises(ConstraintViolation):
+            store.append([draft(), draft()], also=clash)
+
+        def refuse(tx: Transaction, receipts: list[Receipt]) -> None:
+            tx.execute("INSERT INTO hook_rows (k, n) VALUES (?, ?)", ["c", 0])
+            raise LookupError("the caller says no")
+
+        with pytest.raises(LookupError, match="says no"):
+            store.append([draft()], also=refuse)
+        # Neither the events nor the hook's rows of a refused append were kept, and the
+        # next append still lands right after the last committed leaf.
+        assert store.tree_size() == 3 and store.count_events() == 3
+        assert [r[0] for r in store._tuples("SELECT k FROM hook_rows", [])] == ["a"]
+        (after,) = store.append([draft()])
+        assert after.leaf_index == 3
+        entries = store.entries(0, 4)
+        assert store.root(4) == ReferenceTree([e.canonical for e in entries]).root(4)
 
     def test_metadata_is_claimed_once(self, store: LedgerStore) -> None:
         assert store.claim_meta("origin", "log-a") == "log-a"

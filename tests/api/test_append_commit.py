@@ -1,0 +1,204 @@
+"""Event appends: idempotency records and stream claims in the append's own transaction,
+and group commit of concurrent requests (one transaction for many, each all or nothing).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+
+from api.problems import Problem
+from api.routes_events import GroupCommit
+from ledger.errors import DuplicateEvent
+from ledger.events import EventDraft
+from ledger.log_writer import Transaction
+from ledger.store import AlsoWrite, LedgerStore, Receipt
+from tests.api.conftest import ApiWorld
+from tests.api.test_events import event_body
+from tests.factories import draft
+
+
+def _post(api: ApiWorld, body: dict[str, Any], key: str, sign_as: Any = None) -> Any:
+    tenant = sign_as or api.a
+    headers = {
+        **tenant.auth("app"),
+        "JWS-Signature": tenant.sign(body),
+        "Idempotency-Key": key,
+    }
+    return api.client.post("/v1/events", content=orjson.dumps(body), headers=headers)
+
+
+def _records(api: ApiWorld, key: str) -> list[tuple[Any, ...]]:
+    return api.tenants._query(
+        "SELECT tenant_id, state, status_code FROM api_idempotency WHERE idem_key = ?", (key,)
+    )
+
+
+def test_the_answer_is_recorded_with_the_events(api: ApiWorld) -> None:
+    key = uuid.uuid4().hex
+    first = _post(api, event_body(), key)
+    assert first.status_code == 201, first.text
+    assert _records(api, key) == [(api.a.tenant_id, "done", 201)]
+    size = api.ledger.store.tree_size()
+    again = _post(api, orjson.loads(first.request.content), key)
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = _post(api, event_body(), key)
+    assert other.status_code == 422 and other.json()["type"].endswith("idempotency-key-reused")
+    assert api.ledger.store.tree_size() == size
+
+
+def test_a_refused_append_records_nothing_and_the_key_can_be_used_again(api: ApiWorld) -> None:
+    key = uuid.uuid4().hex
+    size = api.ledger.store.tree_size()
+    refused = _post(api, event_body(type="no.such-type"), key)
+    assert refused.status_code == 422, refused.text
+    assert _records(api, key) == [] and api.ledger.store.tree_size() == size
+    retried = _post(api, event_body(), key)
+    assert retried.status_code == 201, retried.text
+    assert api.ledger.store.tree_size() == size + 1
+
+
+def test_a_new_stream_is_claimed_with_its_first_event(api: ApiWorld) -> None:
+    stream = uuid.uuid4()
+    answer = _post(api, event_body(stream), uuid.uuid4().hex)
+    assert answer.status_code == 201, answer.text
+    assert api.tenants.stream_owners([stream]) == {stream: api.a.tenant_id}
+    theirs = _post(api, event_body(stream), uuid.uuid4().hex, sign_as=api.b)
+    assert theirs.status_code == 409 and theirs.json()["type"].endswith("stream-not-yours")
+
+
+def test_racing_requests_with_one_key_store_once_and_answer_alike(api: ApiWorld) -> None:
+    body, key = event_body(), uuid.uuid4().hex
+    size = api.ledger.store.tree_size()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: _post(api, body, key), range(8)))
+    assert {a.status_code for a in answers} == {201}, [a.text for a in answers]
+    assert len({a.text for a in answers}) == 1
+    assert api.ledger.store.tree_size() == size + 1
+
+
+def test_racing_requests_with_one_key_and_different_bodies(api: ApiWorld) -> None:
+    key = uuid.uuid4().hex
+    size = api.ledger.store.tree_size()
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: _post(api, event_body(), key), range(6)))
+    assert sorted(a.status_code for a in answers) == [201] + [422] * 5
+    assert api.ledger.store.tree_size() == size + 1
+
+
+def test_concurrent_single_appends_all_land_each_with_its_own_receipt(api: ApiWorld) -> None:
+    size = api.ledger.store.tree_size()
+    bodies = [event_body() for _ in range(40)]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda b: _post(api, b, uuid.uuid4().hex), bodies))
+    assert all(a.status_code == 201 for a in answers), [a.text for a in answers]
+    receipts = [a.json() for a in answers]
+    assert sorted(r["leaf_index"] for r in receipts) == list(range(size, size + 40))
+    for receipt, body in zip(receipts, bodies, strict=True):
+        assert receipt["event_id"] == body["event_id"]
+        entry = api.ledger.store.entry_for_event(uuid.UUID(body["event_id"]))
+        assert entry is not None and entry.leaf_index == receipt["leaf_index"]
+
+
+# -- GroupCommit on its own --------------------------------------------------------------
+
+
+class _Gate:
+    """A store whose first append waits for a signal, so that later appends queue up."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+        self.backend = store.backend
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        self.calls: list[int] = []
+
+    def append(self, drafts: Sequence[EventDraft], *, also: AlsoWrite) -> list[Receipt]:
+        self.calls.append(len(drafts))
+        if len(self.calls) == 1:
+            self.entered.set()
+            self.go.wait(10)
+        return self.store.append(drafts, also=also)
+
+
+def _noop(tx: Transaction, receipts: list[Receipt]) -> None:
+    pass
+
+
+def _run_group(
+    store: LedgerStore, jobs: list[tuple[list[EventDraft], AlsoWrite]]
+) -> tuple[_Gate, list[Any]]:
+    """Hold the first append, queue ``jobs`` behind it, then let everything commit."""
+    gate = _Gate(store)
+    committer = GroupCommit(gate)  # type: ignore[arg-type]
+    results: list[Any] = [None] * len(jobs)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = committer.append(*jobs[i])
+        except Exception as exc:
+            results[i] = exc
+
+    first = threading.Thread(target=committer.append, args=([draft()], _noop))
+    first.start()
+    assert gate.entered.wait(10)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    while len(committer._waiting) < len(jobs):
+        threading.Event().wait(0.01)
+    gate.go.set()
+    for t in [first, *threads]:
+        t.join(10)
+    return gate, results
+
+
+def test_waiting_appends_commit_together(api: ApiWorld) -> None:
+    store = api.ledger.store
+    size = store.tree_size()
+    jobs: list[tuple[list[EventDraft], AlsoWrite]] = [([draft(), draft()], _noop)] + [
+        ([draft()], _noop) for _ in range(5)
+    ]
+    gate, results = _run_group(store, jobs)
+    assert gate.calls == [1, 7]  # the held one, then all six waiting in one transaction
+    assert [len(r) for r in results] == [2, 1, 1, 1, 1, 1]
+    for (drafts, _), receipts in zip(jobs, results, strict=True):
+        assert [r.stream_id for r in receipts] == [d.stream_id for d in drafts]
+    assert store.tree_size() == size + 8
+
+
+def test_one_bad_request_in_a_group_fails_only_itself(api: ApiWorld) -> None:
+    store = api.ledger.store
+    taken = store.append([draft()])[0].event_id
+    size = store.tree_size()
+    recorded: list[int] = []
+
+    def record(tx: Transaction, receipts: list[Receipt]) -> None:
+        recorded.append(len(receipts))
+
+    def refuse(tx: Transaction, receipts: list[Receipt]) -> None:
+        raise Problem(409, "stream-not-yours", "no")
+
+    jobs: list[tuple[list[EventDraft], AlsoWrite]] = [
+        ([draft()], record),
+        ([draft(), draft(event_id=taken)], record),  # a replayed event id
+        ([draft()], refuse),  # its own writes refuse it
+        ([draft(), draft()], record),
+    ]
+    gate, results = _run_group(store, jobs)
+    assert gate.calls[:2] == [1, 6]  # tried together, then one by one
+    assert isinstance(results[1], DuplicateEvent)
+    assert isinstance(results[2], Problem)
+    assert [len(results[0]), len(results[3])] == [1, 2]
+    assert store.tree_size() == size + 1 + 3
+    # Each hook of a stored request ran in the transaction that stored it (last).
+    assert recorded[-2:] == [1, 2]
+    assert store._existing_event_ids([r.event_id for r in results[0] + results[3]]) == {
+        r.event_id for r in results[0] + results[3]
+    }
