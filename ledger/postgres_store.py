@@ -131,13 +131,18 @@ class PostgresLedgerStore(LedgerStore):
         self._writer = log_writer.LogWriter(self._stream_key, self._event_key)
 
     def _create_tables(self) -> None:
-        with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(SQL("SELECT pg_advisory_xact_lock(%s)"), [_SCHEMA_LOCK_KEY])
-        self.recorder.create_table()
-        with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(SQL("SELECT pg_advisory_xact_lock(%s)"), [_SCHEMA_LOCK_KEY])
-            for statement in schema.postgres_statements(self.datastore.schema):
-                cursor.execute(statement.encode(), prepare=False)
+        """Create the tables, one process at a time: concurrent ``CREATE ... IF NOT EXISTS``
+        can fail in PostgreSQL's catalog ("tuple concurrently updated"), so a session
+        advisory lock, held on its own connection, covers eventsourcing's tables and ours."""
+        with self.datastore.get_connection() as holder:
+            holder.execute(SQL("SELECT pg_advisory_lock(%s)"), [_SCHEMA_LOCK_KEY])
+            try:
+                self.recorder.create_table()
+                with self.datastore.transaction(commit=True) as cursor:
+                    for statement in schema.postgres_statements(self.datastore.schema):
+                        cursor.execute(statement.encode(), prepare=False)
+            finally:
+                holder.execute(SQL("SELECT pg_advisory_unlock(%s)"), [_SCHEMA_LOCK_KEY])
 
     @property
     def backend(self) -> str:
