@@ -21,6 +21,7 @@ from typing import Any, Final
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import ModificationLevel, SuspiciousModification
 from pyhanko.sign.validation import validate_pdf_signature, validate_pdf_timestamp
@@ -186,9 +187,19 @@ def _check_signature(
     has_dss: bool,
     lta: bool,
 ) -> SignatureFinding:
-    status = validate_pdf_signature(
-        sig, signer_validation_context=context, ts_validation_context=ts_context
-    )
+    try:
+        status = validate_pdf_signature(
+            sig, signer_validation_context=context, ts_validation_context=ts_context
+        )
+    except PdfReadError:
+        # A later revision no longer parses, so the difference analysis cannot run; the
+        # signature's own integrity check still can, and is what decides.
+        status = validate_pdf_signature(
+            sig,
+            signer_validation_context=context,
+            ts_validation_context=ts_context,
+            skip_diff=True,
+        )
     stamp = status.timestamp_validity
     timestamp_ok = None if stamp is None else bool(stamp.intact and stamp.valid and stamp.trusted)
     level, changes = _modifications(status)
@@ -328,7 +339,12 @@ def _overall(findings: list[SignatureFinding], validation_time: datetime) -> Che
             CHECK, Verdict.INDETERMINATE, "the PDF holds no signature or timestamp", details
         )
     for wanted in (TOTAL_FAILED, INDETERMINATE):
-        culprit = next((f for f in findings if f.indication == wanted), None)
+        # Changed signed bytes say the most: name such a finding before the others.
+        failing = sorted(
+            (f for f in findings if f.indication == wanted),
+            key=lambda f: f.sub_indication != "HASH_FAILURE",
+        )
+        culprit = failing[0] if failing else None
         if culprit is not None:
             details |= {"indication": wanted, "sub_indication": culprit.sub_indication}
             reason = f"{culprit.field_name}: {culprit.reason}"

@@ -335,3 +335,16 @@ def test_cli_exit_codes(
     assert main(["pdf", str(good), "--trust-root", str(good)]) == EXIT_USAGE
     captured = capsys.readouterr()
     assert captured.out == "" and "not a PEM or DER" in captured.err
+
+
+def test_a_changed_byte_in_a_sealed_revision_fails_without_crashing(
+    signed: bytes, pki: Pki
+) -> None:
+    """A byte changed in the revision a document timestamp seals: whatever pyHanko can no
+    longer parse, the check answers FAILED rather than raising."""
+    sealed = document_timestamp(signed, pki.timestamper)
+    data = bytearray(sealed)
+    spot = len(signed) + 40  # inside the bytes the document timestamp covers
+    data[spot] = ord(" ") if data[spot] != ord(" ") else ord("\n")
+    report = check_pdf(bytes(data), trust_roots=[pki.root])
+    assert report.result.verdict is Verdict.FAILED
