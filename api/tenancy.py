@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -128,6 +128,22 @@ class IdempotencyRecord:
     request_sha256: str
     status_code: int | None = None
     response: bytes | None = None
+
+
+def _owners(
+    query: Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]], stream_ids: Sequence[UUID]
+) -> dict[UUID, str]:
+    """The owning tenant of each of ``stream_ids`` that has one, 500 ids per query."""
+    found: dict[UUID, str] = {}
+    ids = [str(s) for s in stream_ids]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = query(
+            f"SELECT stream_id, tenant_id FROM api_streams WHERE stream_id IN ({marks})", chunk
+        )
+        found.update((UUID(str(r[0])), str(r[1])) for r in rows)
+    return found
 
 
 def _now() -> str:
@@ -276,32 +292,12 @@ class TenantStore:
             )
             return bool(rows[0][0] == tenant_id)
 
-    def claim_streams(self, tenant_id: str, stream_ids: Sequence[UUID]) -> list[UUID]:
-        """:meth:`claim_stream` for many streams in one transaction; those not the tenant's."""
-        ids = [str(s) for s in stream_ids]
-        created = _now()
-        with self._db.transaction() as tx:
-            tx.execute_many(
-                "INSERT INTO api_streams (stream_id, tenant_id, created_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (stream_id) DO NOTHING",
-                [(i, tenant_id, created) for i in ids],
-            )
-            owners: dict[str, str] = {}
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = tx.query(
-                    f"SELECT stream_id, tenant_id FROM api_streams WHERE stream_id IN ({marks})",
-                    chunk,
-                )
-                owners.update((str(r[0]), str(r[1])) for r in rows)
-        return [s for s, i in zip(stream_ids, ids, strict=True) if owners.get(i) != tenant_id]
-
     @staticmethod
     def claim_streams_in(
         tx: WriteTransaction, tenant_id: str, stream_ids: Sequence[UUID]
     ) -> list[UUID]:
-        """:meth:`claim_streams` inside another write transaction (an append's own)."""
+        """Claim many streams inside another write transaction (an append's own); returns
+        those another tenant holds."""
         ids = [str(s) for s in stream_ids]
         created = _now()
         tx.insert_many(
@@ -309,30 +305,12 @@ class TenantStore:
             "ON CONFLICT (stream_id) DO NOTHING",
             [(i, tenant_id, created) for i in ids],
         )
-        owners: dict[str, str] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = tx.query(
-                f"SELECT stream_id, tenant_id FROM api_streams WHERE stream_id IN ({marks})",
-                chunk,
-            )
-            owners.update((str(r[0]), str(r[1])) for r in rows)
-        return [s for s, i in zip(stream_ids, ids, strict=True) if owners.get(i) != tenant_id]
+        owners = _owners(tx.query, stream_ids)
+        return [s for s in stream_ids if owners.get(s) != tenant_id]
 
     def stream_owners(self, stream_ids: Sequence[UUID]) -> dict[UUID, str]:
         """The owning tenant of each of ``stream_ids`` that has one (a read; claims nothing)."""
-        found: dict[UUID, str] = {}
-        ids = [str(s) for s in stream_ids]
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._query(
-                f"SELECT stream_id, tenant_id FROM api_streams WHERE stream_id IN ({marks})",
-                chunk,
-            )
-            found.update((UUID(str(r[0])), str(r[1])) for r in rows)
-        return found
+        return _owners(self._query, stream_ids)
 
     def owns_stream(self, tenant_id: str, stream_id: UUID) -> bool:
         rows = self._query(
@@ -343,17 +321,8 @@ class TenantStore:
 
     def owned_streams(self, tenant_id: str, stream_ids: Sequence[UUID]) -> set[UUID]:
         """Which of ``stream_ids`` the tenant owns."""
-        owned: set[UUID] = set()
-        ids = [str(s) for s in stream_ids]
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._query(
-                f"SELECT stream_id FROM api_streams WHERE tenant_id = ? AND stream_id IN ({marks})",
-                (tenant_id, *chunk),
-            )
-            owned.update(UUID(r[0]) for r in rows)
-        return owned
+        owners = _owners(self._query, stream_ids)
+        return {s for s in stream_ids if owners.get(s) == tenant_id}
 
     def record_document(self, tenant_id: str, sha256: str, file_name: str, size: int) -> None:
         self._execute(

@@ -176,3 +176,18 @@ def _cell(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def publish_sqlite(partial: Path, final: Path) -> None:
+    """Fold the WAL into the main file, so the file alone is the database, then publish it."""
+    connection = sqlite3.connect(partial)
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.execute("PRAGMA journal_mode=DELETE")
+    connection.close()
+    os.replace(partial, final)
+
+
+def remove_sqlite(path: Path) -> None:
+    """Delete a SQLite file and its journal files, if any."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)

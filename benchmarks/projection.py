@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import os
 import pstats
 import shutil
 import sqlite3
@@ -42,7 +41,14 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.domain import Aggregate, DomainEventProtocol, event
 from eventsourcing.system import ProcessApplication, SingleThreadedRunner, System
 
-from benchmarks.common import LEDGER_SOURCES_DIGEST, RESULTS, print_table, write_result
+from benchmarks.common import (
+    LEDGER_SOURCES_DIGEST,
+    RESULTS,
+    print_table,
+    publish_sqlite,
+    remove_sqlite,
+    write_result,
+)
 from ledger.blobs import BlobRef
 from ledger.events import Actor, RequestContext
 from ledger.sqlite_store import SQLiteLedgerStore
@@ -239,19 +245,6 @@ def task_drafts(count: int) -> Iterator[list[Any]]:
         yield pending
 
 
-def _finish(partial: Path, final: Path) -> None:
-    connection = sqlite3.connect(partial)
-    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    connection.execute("PRAGMA journal_mode=DELETE")
-    connection.close()
-    os.replace(partial, final)
-
-
-def _remove(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
 def ledger_file(count: int, rebuild: bool) -> tuple[Path, dict[str, Any]]:
     """A ledger of about ``count`` task events, built once and cached (while ``ledger/`` is
     unchanged)."""
@@ -264,7 +257,7 @@ def ledger_file(count: int, rebuild: bool) -> tuple[Path, dict[str, Any]]:
         print("  ledger/ changed since the cached ledger was built: rebuilding", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    _remove(partial)
+    remove_sqlite(partial)
     clock = [T0]
 
     def tick() -> datetime:
@@ -280,7 +273,7 @@ def ledger_file(count: int, rebuild: bool) -> tuple[Path, dict[str, Any]]:
     finally:
         store.close()
     elapsed = time.perf_counter() - started
-    _finish(partial, path)
+    publish_sqlite(partial, path)
     info = {"events": size, "built_seconds": elapsed, "ledger_sources": LEDGER_SOURCES_DIGEST}
     info_path.write_text(json.dumps(info) + "\n")
     return path, info
@@ -429,7 +422,7 @@ def peer_leader(ledger: Path, count: int, rebuild: bool) -> Path:
         if info.get("ledger") == ledger.name and info.get("events") == count:
             return path
     partial = path.with_suffix(".partial")
-    _remove(partial)
+    remove_sqlite(partial)
     env = _peer_env(partial, partial.with_suffix(".unused"))
     app = TaskLog(env=env)
     tasks: dict[str, TaskRecord] = {}
@@ -457,7 +450,7 @@ def peer_leader(ledger: Path, count: int, rebuild: bool) -> Path:
     finally:
         connection.close()
         app.close()
-    _finish(partial, path)
+    publish_sqlite(partial, path)
     info_path.write_text(json.dumps({"ledger": ledger.name, "events": count}) + "\n")
     return path
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import random
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -32,6 +30,8 @@ from benchmarks.common import (
     RESULTS,
     median,
     print_table,
+    publish_sqlite,
+    remove_sqlite,
     sample_drafts,
     write_result,
 )
@@ -50,20 +50,6 @@ Prove = Callable[[int, int], object]
 # -- the persisted logs, built once per size and cached ----------------------------------
 
 
-def _finish(partial: Path, final: Path) -> None:
-    """Fold the WAL into the main file, so the file alone is the database, then publish it."""
-    connection = sqlite3.connect(partial)
-    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    connection.execute("PRAGMA journal_mode=DELETE")
-    connection.close()
-    os.replace(partial, final)
-
-
-def _remove(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
 def ledger_log(size: int, rebuild: bool) -> tuple[Path, dict[str, Any]]:
     """A ledger file with ``size`` events appended ``BUILD_BATCH`` at a time (cached).
 
@@ -79,8 +65,8 @@ def ledger_log(size: int, rebuild: bool) -> tuple[Path, dict[str, Any]]:
         print("  ledger/ changed since the cached log was built: rebuilding", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    _remove(partial)
-    _remove(path)
+    remove_sqlite(partial)
+    remove_sqlite(path)
     store = SQLiteLedgerStore(partial)
     start = time.perf_counter()
     for done in range(0, size, BUILD_BATCH):
@@ -93,7 +79,7 @@ def ledger_log(size: int, rebuild: bool) -> tuple[Path, dict[str, Any]]:
     seconds = time.perf_counter() - start
     assert store.tree_size() == size
     store.close()
-    _finish(partial, path)
+    publish_sqlite(partial, path)
     info = {
         "size": size,
         "batch": BUILD_BATCH,
@@ -116,14 +102,14 @@ def pymerkle_tree(size: int, ledger_path: Path, ledger_built: str) -> Path:
     if path.exists() and tag.exists() and json.loads(tag.read_text()) == ledger_built:
         return path
     partial = path.with_suffix(".partial")
-    _remove(partial)
+    remove_sqlite(partial)
     store = SQLiteLedgerStore(ledger_path)
     tree = SqliteTree(str(partial))
     tree.append_entries(entry.canonical for entry in store.iter_entries(size, batch=50_000))
     assert tree.get_size() == size
     tree.close()
     store.close()
-    _finish(partial, path)
+    publish_sqlite(partial, path)
     tag.write_text(json.dumps(ledger_built) + "\n")
     return path
 
