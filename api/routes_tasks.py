@@ -43,6 +43,7 @@ from ledger.workflow import (
     Command,
     Comment,
     Create,
+    Directory,
     ReadToEnd,
     Reject,
     Remind,
@@ -569,8 +570,15 @@ def _create(request: Request, who: Principal, signed: SignedBody, runtime: Runti
         body.deadline,
         documents=documents,
         cc=tuple(body.cc),
+        department=_department(directory, initiator),
     )
     return _act_answer(201, runtime.tasks.create(task_id, command, acting))
+
+
+def _department(directory: Directory, user: str) -> str | None:
+    """The initiator's department in the tenant's directory, for the KPI views."""
+    person = directory.users.get(user)
+    return person.department if person is not None else None
 
 
 @router.post("/tasks", status_code=201, response_model=ActOut)

@@ -217,7 +217,14 @@ def run_story(service: TaskService, say: Callable[[str], None] = lambda _: None)
     results.append(
         service.create(
             purchase,
-            Create(purchase_route, title, form, deadline, documents=(request,)),
+            Create(
+                purchase_route,
+                title,
+                form,
+                deadline,
+                documents=(request,),
+                department=CHEN.department,
+            ),
             CHEN.acting("initiator"),
         )
     )
@@ -262,6 +269,7 @@ def run_story(service: TaskService, say: Callable[[str], None] = lambda _: None)
                 {"purchase_request": str(purchase)},
                 deadline,
                 documents=(document,),
+                department=CHEN.department,
             ),
             CHEN.acting("initiator"),
         )

@@ -27,7 +27,7 @@ import orjson
 from ledger.store import LedgerStore
 from ledger.workflow.state import TaskState
 from projections.database import database_for
-from projections.task_rows import apply_safely, rows_for
+from projections.task_rows import act_row, apply_safely, rows_for
 
 #: Below this many leaves behind, a single process catches up (no start-up cost).
 PARALLEL_THRESHOLD = 100_000
@@ -106,6 +106,7 @@ def _worker(
             if len(log) != end - start:
                 raise RuntimeError(f"the log has {len(log)} leaves in [{start}, {end})")
             changed: dict[Any, _Held] = {}
+            acts: list[tuple[Any, ...]] = []
             expected = start
             for leaf, key, sequence, state_bytes in log:
                 if leaf != expected or state_bytes is None:
@@ -120,7 +121,10 @@ def _worker(
                         for (older,) in db.query(_READ_STREAM, [key, sequence]):
                             state = apply_safely(state, loads(older))
                     task = held[key] = _Held(db.task_id(key), state, sequence > 1)
-                task.state = apply_safely(task.state, loads(state_bytes))
+                before = task.state
+                envelope = loads(state_bytes)
+                task.state = apply_safely(before, envelope)
+                acts.append(act_row(task.task_id, leaf, before, envelope, task.state))
                 task.last_leaf = leaf
                 changed[key] = task
             rows = []
@@ -133,7 +137,7 @@ def _worker(
                     )
                 )
                 task.persisted = True
-            results.put(("rows", number, index, rows))
+            results.put(("rows", number, index, (rows, acts)))
         db.close()
     except BaseException:
         results.put(("error", number, -1, traceback.format_exc()))
@@ -201,9 +205,10 @@ def catch_up_in_parallel(projection: Any, workers: int) -> int:
                 else:
                     waiting.setdefault(batch_index, []).append(payload)
             batch = BatchRows()
-            for part in parts:
-                for task_id, persisted, rows in part:
-                    batch.add(task_id, persisted, rows)
+            for rows, acts in parts:
+                for task_id, persisted, task_rows in rows:
+                    batch.add(task_id, persisted, task_rows)
+                batch.acts += acts
             if not projection._write_rows(begin, end, batch):
                 break  # another projector moved on; the next catch-up starts from there
             projection._position = end

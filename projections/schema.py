@@ -14,8 +14,13 @@ PROJECTION_TABLES = (
     "proj_participants",
     "proj_documents",
     "proj_anomalies",
+    "proj_acts",
     "proj_positions",
 )
+
+#: Bumped whenever a table's columns change: a projector that finds another version in
+#: ``proj_positions`` drops the read-model tables and rebuilds them from the log.
+SCHEMA_VERSION = 2
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS proj_tasks (
@@ -43,7 +48,10 @@ CREATE TABLE IF NOT EXISTS proj_tasks (
     verifications {int} NOT NULL,
     anomalies {int} NOT NULL,
     last_sequence {int} NOT NULL,
-    last_leaf_index {time} NOT NULL
+    last_leaf_index {time} NOT NULL,
+    department TEXT,
+    returns {int} NOT NULL,
+    electronic {int} NOT NULL
 ){without_rowid};
 CREATE INDEX IF NOT EXISTS proj_tasks_wake_at ON proj_tasks (wake_at) WHERE wake_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS proj_tasks_status ON proj_tasks (status, task_id);
@@ -89,6 +97,30 @@ CREATE TABLE IF NOT EXISTS proj_anomalies (
     position {int} NOT NULL,
     note TEXT NOT NULL,
     PRIMARY KEY (task_id, position)
+){without_rowid};
+CREATE TABLE IF NOT EXISTS proj_acts (
+    leaf_index {time} PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    sequence {int} NOT NULL,
+    type TEXT NOT NULL,
+    at {time} NOT NULL,
+    actor_id TEXT NOT NULL,
+    system {int} NOT NULL,
+    step_index {int},
+    step_key TEXT,
+    pending_since {time},
+    ip TEXT,
+    connection_ip TEXT,
+    device_id TEXT,
+    platform TEXT,
+    user_agent TEXT,
+    mobile {int} NOT NULL,
+    required_factors TEXT NOT NULL,
+    missing_factors TEXT NOT NULL,
+    in_turn {int} NOT NULL,
+    self_act {int} NOT NULL,
+    deadline {time},
+    anomaly TEXT
 ){without_rowid};
 CREATE TABLE IF NOT EXISTS proj_positions (
     name TEXT PRIMARY KEY,

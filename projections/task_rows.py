@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from ledger.workflow.schedule import next_wakeup
-from ledger.workflow.state import TaskState, apply
+from ledger.workflow.state import StepState, TaskState, apply, parse_time
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -50,6 +50,9 @@ TASK_COLUMNS = (
     "anomalies",
     "last_sequence",
     "last_leaf_index",
+    "department",
+    "returns",
+    "electronic",
 )
 PARTICIPANT_COLUMNS = (
     "task_id",
@@ -84,6 +87,46 @@ DOCUMENT_COLUMNS = (
     "current_sha256",
 )
 ANOMALY_COLUMNS = ("task_id", "position", "note")
+ACT_COLUMNS = (
+    "leaf_index",
+    "task_id",
+    "sequence",
+    "type",
+    "at",
+    "actor_id",
+    "system",
+    "step_index",
+    "step_key",
+    "pending_since",
+    "ip",
+    "connection_ip",
+    "device_id",
+    "platform",
+    "user_agent",
+    "mobile",
+    "required_factors",
+    "missing_factors",
+    "in_turn",
+    "self_act",
+    "deadline",
+    "anomaly",
+)
+
+#: Event types that are a participant's act on a step (the same as in
+#: :data:`projections.facts.ACT_TYPES`).
+ACT_TYPES = frozenset(
+    {
+        "step.approved",
+        "document.signed",
+        "step.rejected",
+        "step.returned",
+        "task.transferred",
+        "signer.added",
+    }
+)
+#: Platforms an upstream app reports for phones and tablets (compared in lower case).
+MOBILE_PLATFORMS = frozenset({"ios", "ipados", "android", "harmonyos", "mobile"})
+_MOBILE_AGENT_MARKS = ("Mobile", "Android", "iPhone", "iPad")
 
 
 class TaskRows(NamedTuple):
@@ -190,8 +233,140 @@ def rows_for(task_id: str, state: TaskState, last_leaf_index: int) -> TaskRows:
         len(state.anomalies),
         state.last_sequence,
         last_leaf_index,
+        state.department,
+        state.returns,
+        1 if _signed_electronically(state) else 0,
     )
     return TaskRows(task, participants, documents, anomalies)
+
+
+def _signed_electronically(state: TaskState) -> bool:
+    """Completed, with every document carrying a signed revision recorded in the log."""
+    return (
+        state.status == "completed"
+        and bool(state.documents)
+        and all(d.revisions for d in state.documents)
+    )
+
+
+def act_row(
+    task_id: str,
+    leaf_index: int,
+    before: TaskState,
+    envelope: Mapping[str, Any],
+    after: TaskState,
+) -> tuple[Any, ...]:
+    """The ``proj_acts`` row of one event: who did what, when, where, and what it broke.
+
+    ``before`` and ``after`` are the task's states around the event. The flags restate the
+    workflow rules (:mod:`ledger.workflow.decide`) against the state the event met, so an
+    event that reached the log without passing them (appended by an upstream app, say)
+    shows up in the compliance views.
+    """
+    kind = envelope["type"]
+    actor_id = str(envelope["actor"]["id"])
+    at = parse_time(envelope["server_time"])
+    context = envelope.get("context") or {}
+    data = envelope.get("data")
+    named = data.get("step") if isinstance(data, Mapping) else None
+    index = before.step_index(named) if isinstance(named, str) else None
+    if index is None:
+        index = before.current
+    step = before.steps[index] if index is not None else None
+    in_turn, pending_since, self_act = 1, None, 0
+    required = missing = ""
+    if kind in ACT_TYPES and before.created:
+        acting = (
+            step is not None
+            and index == before.current
+            and named == step.key
+            and not before.finished
+            and actor_id in step.pending
+        )
+        in_turn = 1 if acting else 0
+        if acting and step is not None:
+            pending_since = micros(_pending_since(step, actor_id))
+        if step is not None:
+            required = ",".join(sorted(step.spec.required_factors))
+            if kind in ("step.approved", "document.signed"):
+                missing = ",".join(_missing_factors(before, step, actor_id, at))
+            route = before.route
+            if (
+                kind == "step.approved"
+                and step.spec.role == "approver"
+                and route is not None
+                and actor_id == route.initiator
+                and not route.allow_self_approval
+            ):
+                self_act = 1
+    platform = context.get("platform")
+    agent = context.get("user_agent")
+    new_anomalies = after.anomalies[len(before.anomalies) :]
+    return (
+        leaf_index,
+        task_id,
+        envelope["sequence"],
+        kind,
+        micros(at),
+        actor_id,
+        1 if actor_id.startswith("system:") else 0,
+        index,
+        step.key if step is not None else None,
+        pending_since,
+        context.get("ip"),
+        context.get("connection_ip"),
+        context.get("device_id"),
+        platform,
+        agent,
+        1 if _is_mobile(platform, agent) else 0,
+        required,
+        missing,
+        in_turn,
+        self_act,
+        micros(before.effective_deadline),
+        "; ".join(new_anomalies) if new_anomalies else None,
+    )
+
+
+def _pending_since(step: StepState, actor: str) -> datetime | None:
+    """When ``actor`` became due to act in this visit of ``step``.
+
+    A person who took over by transfer became due at the transfer; in a sequential step,
+    when the person before them acted; otherwise when the step was entered.
+    """
+    people = step.participants
+    since = step.started_at
+    for n, p in enumerate(people):
+        if p.user == actor and p.act is None:
+            if n > 0 and people[n - 1].act == "transferred":
+                return people[n - 1].acted_at
+            break
+    if step.spec.mode == "sequential":
+        for p in people:
+            if p.user != actor and p.acted_at is not None and (since is None or p.acted_at > since):
+                since = p.acted_at
+    return since
+
+
+def _missing_factors(state: TaskState, step: StepState, actor: str, at: datetime) -> list[str]:
+    """The step's required factors the actor has no passed check for within the window."""
+    if state.route is None:
+        return []
+    since = at - timedelta(seconds=state.route.identity_window_seconds)
+    return sorted(
+        factor
+        for factor in step.spec.required_factors
+        if not any(
+            v.actor == actor and v.factor == factor and v.result == "passed" and since <= v.at <= at
+            for v in state.verifications
+        )
+    )
+
+
+def _is_mobile(platform: object, agent: object) -> bool:
+    if isinstance(platform, str) and platform.lower() in MOBILE_PLATFORMS:
+        return True
+    return isinstance(agent, str) and any(mark in agent for mark in _MOBILE_AGENT_MARKS)
 
 
 def apply_safely(state: TaskState, envelope: Mapping[str, Any]) -> TaskState:

@@ -32,18 +32,22 @@ from projections import schema
 from projections.database import Database, Transaction, database_for
 from projections.parallel import PARALLEL_THRESHOLD, catch_up_in_parallel
 from projections.task_rows import (
+    ACT_COLUMNS,
     ANOMALY_COLUMNS,
     DOCUMENT_COLUMNS,
     PARTICIPANT_COLUMNS,
     PENDING_SEPARATOR,
     TASK_COLUMNS,
     TaskRows,
+    act_row,
     apply_safely,
     micros,
     rows_for,
 )
 
 NAME = "tasks"
+#: The ``proj_positions`` row holding the tables' schema version (not a log position).
+_SCHEMA = "schema-version"
 DEFAULT_BATCH = 50_000
 DEFAULT_CACHE = 200_000
 
@@ -63,6 +67,7 @@ _INSERTS = (
     _insert("proj_participants", PARTICIPANT_COLUMNS),
     _insert("proj_documents", DOCUMENT_COLUMNS),
     _insert("proj_anomalies", ANOMALY_COLUMNS),
+    _insert("proj_acts", ACT_COLUMNS),
 )
 _DELETES = tuple(
     f"DELETE FROM {t} WHERE task_id = ?"
@@ -81,9 +86,13 @@ _READ_STREAM = (
 
 
 class BatchRows:
-    """The rows one batch writes: stale task ids to clear, then each table's new rows."""
+    """The rows one batch writes: stale task ids to clear, then each table's new rows.
 
-    __slots__ = ("anomalies", "documents", "participants", "stale", "tasks")
+    ``acts`` holds one row per event of the batch; unlike the other tables, whose rows
+    are replaced whole when a task changes, act rows are only ever added.
+    """
+
+    __slots__ = ("acts", "anomalies", "documents", "participants", "stale", "tasks")
 
     def __init__(self) -> None:
         self.stale: list[tuple[str]] = []
@@ -91,6 +100,7 @@ class BatchRows:
         self.participants: list[tuple[Any, ...]] = []
         self.documents: list[tuple[Any, ...]] = []
         self.anomalies: list[tuple[Any, ...]] = []
+        self.acts: list[tuple[Any, ...]] = []
 
     def add(self, task_id: str, persisted: bool, rows: TaskRows) -> None:
         if persisted:
@@ -107,9 +117,10 @@ class BatchRows:
         self.participants += other.participants
         self.documents += other.documents
         self.anomalies += other.anomalies
+        self.acts += other.acts
 
     def tables(self) -> tuple[list[tuple[Any, ...]], ...]:
-        return (self.tasks, self.participants, self.documents, self.anomalies)
+        return (self.tasks, self.participants, self.documents, self.anomalies, self.acts)
 
 
 class _Task:
@@ -185,13 +196,22 @@ class TaskProjection:
     # -- tables and position -------------------------------------------------------------
 
     def _create_tables(self) -> None:
+        """Create the tables; rebuild them from leaf 0 if they are of another schema version."""
         with self._db.transaction(lock_schema=True) as tx:
+            tx.execute(schema.statements(self._db.backend)[-1])  # proj_positions
+            found = tx.query("SELECT position FROM proj_positions WHERE name = ?", [_SCHEMA])
+            if not found or int(found[0][0]) != schema.SCHEMA_VERSION:
+                for table in schema.PROJECTION_TABLES[:-1]:
+                    tx.execute(f"DROP TABLE IF EXISTS {table}")
+                tx.execute_many(
+                    "DELETE FROM proj_positions WHERE name IN (?, ?)", [(NAME, _SCHEMA)]
+                )
             for statement in schema.statements(self._db.backend):
                 tx.execute(statement)
             tx.execute_many(
-                "INSERT INTO proj_positions (name, position) VALUES (?, 0) "
+                "INSERT INTO proj_positions (name, position) VALUES (?, ?) "
                 "ON CONFLICT (name) DO NOTHING",
-                [(NAME,)],
+                [(NAME, 0), (_SCHEMA, schema.SCHEMA_VERSION)],
             )
 
     def _stored_position(self) -> int:
@@ -245,7 +265,7 @@ class TaskProjection:
         self._tasks.clear()
         with self._db.transaction() as tx:
             self._lock_position(tx)
-            for table in ("proj_tasks", "proj_participants", "proj_documents", "proj_anomalies"):
+            for table in schema.PROJECTION_TABLES[:-1]:
                 tx.execute(f"DELETE FROM {table}")
             tx.execute_many("UPDATE proj_positions SET position = 0 WHERE name = ?", [(NAME,)])
         self._position = 0
@@ -264,6 +284,7 @@ class TaskProjection:
             return 0
         tasks = self._tasks
         changed: dict[Any, _Task] = {}
+        acts: list[tuple[Any, ...]] = []
         loads = orjson.loads
         expected_leaf = start
         try:
@@ -277,10 +298,13 @@ class TaskProjection:
                 if task is None or task.state.last_sequence != sequence - 1:
                     task = self._load(key, sequence)
                     tasks[key] = task
-                task.state = apply_safely(task.state, loads(state_bytes))
+                before = task.state
+                envelope = loads(state_bytes)
+                task.state = apply_safely(before, envelope)
+                acts.append(act_row(task.task_id, leaf, before, envelope, task.state))
                 task.last_leaf = leaf
                 changed[key] = task
-            written = self._write(start, expected_leaf, changed.values())
+            written = self._write(start, expected_leaf, changed.values(), acts)
         except BaseException:
             # Memory may be ahead of the stored rows: forget it, the store is the truth.
             self._tasks.clear()
@@ -308,9 +332,10 @@ class TaskProjection:
                 state = apply_safely(state, orjson.loads(state_bytes))
         return _Task(task_id, state, persisted=sequence > 1)
 
-    def _write(self, start: int, end: int, changed: Any) -> bool:
-        """Store the changed tasks' rows and the new position in one transaction."""
+    def _write(self, start: int, end: int, changed: Any, acts: list[tuple[Any, ...]]) -> bool:
+        """Store the changed tasks' rows, the batch's act rows and the new position at once."""
         batch = BatchRows()
+        batch.acts = acts
         for task in changed:
             batch.add(
                 task.task_id, task.persisted, rows_for(task.task_id, task.state, task.last_leaf)
@@ -434,6 +459,7 @@ class TaskProjection:
             "proj_participants": PARTICIPANT_COLUMNS,
             "proj_documents": DOCUMENT_COLUMNS,
             "proj_anomalies": ANOMALY_COLUMNS,
+            "proj_acts": ACT_COLUMNS,
         }
         return {
             table: sorted(

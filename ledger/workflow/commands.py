@@ -29,6 +29,8 @@ class Create:
     deadline: datetime | None = None
     documents: tuple[BlobRef, ...] = ()
     cc: tuple[str, ...] = ()
+    department: str | None = None
+    """The initiator's department, recorded for the KPI views (by department)."""
 
 
 @dataclass(frozen=True)

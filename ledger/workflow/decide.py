@@ -139,6 +139,8 @@ def _create(command: Create, actor: str) -> list[EventDraftData]:
         "documents": documents,
         "cc": cc,
     }
+    if command.department is not None:
+        data["department"] = _text("department", command.department)
     return [EventDraftData("task.created", data)]
 
 

@@ -133,6 +133,10 @@ class TaskState:
     last_sequence: int = 0
     finished_at: datetime | None = None
     anomalies: tuple[str, ...] = ()
+    department: str | None = None
+    """The initiator's department when the task was created, if the creator said."""
+    returns: int = 0
+    """How many times the task was sent back to an earlier step (退回)."""
 
     @property
     def initiator(self) -> str | None:
@@ -284,9 +288,11 @@ def _created(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime)
     data = env["data"]
     route, steps = _route(data)
     deadline = data.get("deadline")
+    department = data.get("department")
     return _replace(
         state,
         created=True,
+        department=department if isinstance(department, str) else None,
         title=data.get("title", ""),
         route=route,
         deadline=parse_time(deadline) if deadline else None,
@@ -457,7 +463,7 @@ def _returned(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime
         _replace(s, active=False, done=False, started_at=None, due_at=None) if i >= target else s
         for i, s in enumerate(state.steps)
     )
-    return _advance(_replace(state, steps=steps), target - 1, at)
+    return _advance(_replace(state, steps=steps, returns=state.returns + 1), target - 1, at)
 
 
 def _transferred(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime) -> TaskState:

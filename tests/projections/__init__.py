@@ -16,8 +16,10 @@ from typing import Any
 
 from ledger.events import Actor
 from ledger.store import LedgerStore, Receipt
-from ledger.workflow import Command, Create, EventDraftData, Submit, TaskState, decide, fold, route
+from ledger.workflow import Command, Create, EventDraftData, Submit, TaskState, decide, route
+from ledger.workflow.state import apply
 from projections import TaskProjection, fold_safely, rows_for
+from projections.task_rows import act_row, apply_safely
 from tests.workflow import CONTRACT, INITIATOR, T0, seed_directory, seed_form, seed_template
 
 
@@ -75,22 +77,29 @@ def launch(
 
 
 def oracle(store: LedgerStore, task_ids: Iterable[uuid.UUID], *, safe: bool = False) -> Any:
-    """What the projection must hold for these tasks: ``rows_for`` of a fold of each stream."""
+    """What the projection must hold for these tasks: ``rows_for`` of a fold of each stream,
+    and ``act_row`` of each event against the state it met."""
     dump: dict[str, list[tuple[Any, ...]]] = {
         "proj_tasks": [],
         "proj_participants": [],
         "proj_documents": [],
         "proj_anomalies": [],
+        "proj_acts": [],
     }
+    step = apply_safely if safe else apply
     for task_id in task_ids:
         events = store.read_stream(task_id)
         if not events:
             continue
-        envelopes = [e.envelope for e in events]
-        state = fold_safely(envelopes) if safe else fold(envelopes)
-        entry = store.entry_for_event(events[-1].event_id)
-        assert entry is not None
-        rows = rows_for(str(task_id), state, entry.leaf_index)
+        state = TaskState()
+        leaf = -1
+        for event in events:
+            entry = store.entry_for_event(event.event_id)
+            assert entry is not None
+            leaf = entry.leaf_index
+            before, state = state, step(state, event.envelope)
+            dump["proj_acts"].append(act_row(str(task_id), leaf, before, event.envelope, state))
+        rows = rows_for(str(task_id), state, leaf)
         if rows.task is not None:
             dump["proj_tasks"].append(rows.task)
         dump["proj_participants"] += rows.participants

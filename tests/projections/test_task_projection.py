@@ -29,6 +29,7 @@ from ledger.workflow import (
 )
 from ledger.workflow.schedule import next_wakeup
 from projections import TaskProjection, micros
+from projections.schema import PROJECTION_TABLES
 from tests.projections import Clock, StoredTask, launch, oracle
 from tests.projections.conftest import OpenStore
 from tests.workflow import CFO, DEPT_HEAD, DOC, FINANCE, INITIATOR, LEGAL, REV
@@ -249,9 +250,9 @@ def test_a_long_catch_up_folds_in_worker_processes_and_equals_the_fold(
     with TaskProjection(store, batch=4, workers=1) as serial:
         serial.rebuild()
         with serial._db.transaction() as tx:
-            for table in ("proj_tasks", "proj_participants", "proj_documents", "proj_anomalies"):
+            for table in PROJECTION_TABLES[:-1]:
                 tx.execute(f"DELETE FROM {table}")
-            tx.execute("UPDATE proj_positions SET position = 0")
+            tx.execute("UPDATE proj_positions SET position = 0 WHERE name = 'tasks'")
         serial._position = 0
         serial._tasks.clear()
         assert serial.catch_up(limit=7) == 7

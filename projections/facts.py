@@ -1,0 +1,314 @@
+"""The typed facts the KPI and compliance views are computed from, as polars frames.
+
+:class:`Facts` holds five frames with fixed schemas (below). :func:`load_facts` reads them
+from the projection tables (``proj_tasks``, ``proj_acts``, ``proj_participants``) and the
+ledger's checkpoint and audit tables, restricted to one tenant's tasks when asked; the
+views in :mod:`projections.kpis` and :mod:`projections.compliance` never decode event JSON.
+
+Times are integers, microseconds since the Unix epoch (UTC), as in the tables.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from projections.database import Database
+
+TASK_SCHEMA: dict[str, Any] = {
+    "task_id": pl.Utf8,
+    "status": pl.Utf8,
+    "title": pl.Utf8,
+    "template_id": pl.Utf8,
+    "template_name": pl.Utf8,
+    "department": pl.Utf8,
+    "initiator": pl.Utf8,
+    "current_step": pl.Utf8,
+    "pending": pl.Utf8,
+    "created_at": pl.Int64,
+    "submitted_at": pl.Int64,
+    "finished_at": pl.Int64,
+    "due_at": pl.Int64,
+    "returns": pl.Int64,
+    "electronic": pl.Int64,
+    "anomalies": pl.Int64,
+    "created_leaf": pl.Int64,
+    "last_leaf_index": pl.Int64,
+}
+"""One row per task (``proj_tasks``).
+
+``pending`` joins the user ids who may act now with newlines (``""`` for nobody);
+``due_at`` is the effective deadline (the earlier of the task deadline and the current
+step's due time); ``returns`` counts applied ``step.returned`` events; ``electronic`` is 1
+for a completed task whose every document carries a signed revision recorded in the log;
+``created_leaf`` is the log position of its ``task.created`` event (for ties).
+"""
+
+ACT_SCHEMA: dict[str, Any] = {
+    "leaf_index": pl.Int64,
+    "task_id": pl.Utf8,
+    "type": pl.Utf8,
+    "at": pl.Int64,
+    "actor_id": pl.Utf8,
+    "system": pl.Int64,
+    "step_index": pl.Int64,
+    "step_key": pl.Utf8,
+    "pending_since": pl.Int64,
+    "ip": pl.Utf8,
+    "connection_ip": pl.Utf8,
+    "device_id": pl.Utf8,
+    "platform": pl.Utf8,
+    "user_agent": pl.Utf8,
+    "mobile": pl.Int64,
+    "required_factors": pl.Utf8,
+    "missing_factors": pl.Utf8,
+    "in_turn": pl.Int64,
+    "self_act": pl.Int64,
+    "deadline": pl.Int64,
+    "anomaly": pl.Utf8,
+}
+"""One row per event of a task stream (``proj_acts``), keyed by its log position.
+
+``step_key``/``step_index``: the step the event names (or the current one); ``pending_since``
+(acts in turn only): when the actor became due to act; ``required_factors`` and
+``missing_factors``: the step's required identity factors and those without a passed check
+by the actor within the template's window before the act (comma-separated, ``""`` for none);
+``in_turn`` is 0 only for an act by someone not pending in the named step; ``self_act`` is 1
+for an approval or signature by the initiator where the route forbids self-approval;
+``deadline`` is the effective deadline just before the event; ``anomaly`` is the note the
+fold recorded for an event it could not apply; ``system`` is 1 for the scheduler's events.
+"""
+
+PENDING_SCHEMA: dict[str, Any] = {
+    "task_id": pl.Utf8,
+    "step_index": pl.Int64,
+    "step_key": pl.Utf8,
+    "user_id": pl.Utf8,
+    "since": pl.Int64,
+}
+"""One row per person who may act now on an unfinished task (from ``proj_participants``)."""
+
+CHECKPOINT_SCHEMA: dict[str, Any] = {
+    "tree_size": pl.Int64,
+    "sealed_at": pl.Int64,
+    "timestamped_at": pl.Int64,
+}
+"""One row per signed checkpoint; ``timestamped_at`` is null while no token is held."""
+
+AUDIT_SCHEMA: dict[str, Any] = {
+    "ran_at": pl.Int64,
+    "tree_size": pl.Int64,
+    "passed": pl.Int64,
+    "problem": pl.Utf8,
+}
+"""One row per recorded ``evidence-ledger audit`` run (``problem``: its first finding)."""
+
+#: Event types that are a participant's act on a step (what waiting times and rules see).
+ACT_TYPES = (
+    "step.approved",
+    "document.signed",
+    "step.rejected",
+    "step.returned",
+    "task.transferred",
+    "signer.added",
+)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The frames every view reads; see the module's schemas for their columns."""
+
+    tasks: pl.DataFrame
+    acts: pl.DataFrame
+    pending: pl.DataFrame
+    checkpoints: pl.DataFrame
+    audits: pl.DataFrame
+
+    @classmethod
+    def from_rows(
+        cls,
+        tasks: Sequence[Sequence[Any]] = (),
+        acts: Sequence[Sequence[Any]] = (),
+        pending: Sequence[Sequence[Any]] = (),
+        checkpoints: Sequence[Sequence[Any]] = (),
+        audits: Sequence[Sequence[Any]] = (),
+    ) -> Facts:
+        """Facts from row tuples in schema column order (tests and loaders)."""
+        return cls(
+            _frame(tasks, TASK_SCHEMA),
+            _frame(acts, ACT_SCHEMA),
+            _frame(pending, PENDING_SCHEMA),
+            _frame(checkpoints, CHECKPOINT_SCHEMA),
+            _frame(audits, AUDIT_SCHEMA),
+        )
+
+
+def _frame(rows: Sequence[Sequence[Any]], schema: dict[str, Any]) -> pl.DataFrame:
+    return pl.DataFrame(list(rows), schema=schema, orient="row")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which tasks the facts cover: all, or those a subquery selects (a tenant's).
+
+    ``task_ids_sql`` selects task ids as text with ``?`` parameters ``params``; the API
+    passes its tenant's stream-ownership subquery.
+    """
+
+    task_ids_sql: str | None = None
+    params: tuple[Any, ...] = ()
+
+    def where(self, column: str = "task_id") -> tuple[str, list[Any]]:
+        if self.task_ids_sql is None:
+            return "1 = 1", []
+        return f"{column} IN ({self.task_ids_sql})", list(self.params)
+
+
+_TASK_SELECT = (
+    "task_id, status, title, template_id, template_name, department, initiator, "
+    "current_step, pending, created_at, submitted_at, finished_at, due_at, returns, "
+    "electronic, anomalies, last_leaf_index"
+)
+_ACT_SELECT = ", ".join(ACT_SCHEMA)
+
+
+def _time(text: str | None) -> int | None:
+    """An ISO time from a ledger table as microseconds since the epoch."""
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text)
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def _query_frame(
+    db: Database, sql: str, params: Sequence[Any], schema: dict[str, Any]
+) -> pl.DataFrame:
+    return _frame(db.query(sql, params), schema)
+
+
+class FactsCache:
+    """The facts of one scope, kept in memory and brought up to date incrementally.
+
+    Act rows are only ever added, so each refresh reads those after the last leaf seen;
+    task rows change, so it reads the tasks changed since (``last_leaf_index``) and
+    replaces them; pending participants of changed tasks likewise. Checkpoints and audit
+    runs are few and read whole. A refresh of an unchanged log costs three small queries.
+    """
+
+    def __init__(self, db: Database, scope: Scope | None = None) -> None:
+        self._db = db
+        self.scope = scope or Scope()
+        self._lock = threading.Lock()
+        self._position = 0
+        self._facts = Facts.from_rows()
+        self._created_leaf = pl.DataFrame(schema={"task_id": pl.Utf8, "created_leaf": pl.Int64})
+        ensure_audit_runs(db)
+
+    @property
+    def position(self) -> int:
+        """Leaves of the log reflected (as far as the projection had got at the refresh)."""
+        return self._position
+
+    def refresh(self, position: int) -> Facts:
+        """The facts as of projection position ``position`` (the projection's, read first)."""
+        with self._lock:
+            if position > self._position:
+                self._advance(self._position, position)
+                self._position = position
+            self._facts = Facts(
+                self._facts.tasks,
+                self._facts.acts,
+                self._facts.pending,
+                _frame(
+                    [
+                        (size, _time(sealed), _time(stamped))
+                        for size, sealed, stamped in self._db.query(
+                            "SELECT c.tree_size, c.signed_at, t.gen_time "
+                            "FROM ledger_checkpoints c LEFT JOIN ledger_checkpoint_timestamps t "
+                            "ON t.tree_size = c.tree_size ORDER BY c.tree_size"
+                        )
+                    ],
+                    CHECKPOINT_SCHEMA,
+                ),
+                _query_frame(
+                    self._db,
+                    "SELECT ran_at, tree_size, passed, problem FROM kpi_audit_runs ORDER BY ran_at",
+                    [],
+                    AUDIT_SCHEMA,
+                ),
+            )
+            return self._facts
+
+    def _advance(self, start: int, end: int) -> None:
+        where, params = self.scope.where()
+        acts = _query_frame(
+            self._db,
+            f"SELECT {_ACT_SELECT} FROM proj_acts WHERE leaf_index >= ? AND leaf_index < ? "
+            f"AND {where} ORDER BY leaf_index",
+            [start, end, *params],
+            ACT_SCHEMA,
+        )
+        created = acts.filter(pl.col("type") == "task.created").select(
+            "task_id", pl.col("leaf_index").alias("created_leaf")
+        )
+        self._created_leaf = pl.concat([self._created_leaf, created]).unique(
+            "task_id", keep="first"
+        )
+        changed = _query_frame(
+            self._db,
+            f"SELECT {_TASK_SELECT} FROM proj_tasks WHERE last_leaf_index >= ? AND {where}",
+            [start, *params],
+            {k: v for k, v in TASK_SCHEMA.items() if k != "created_leaf"},
+        )
+        changed = changed.join(self._created_leaf, on="task_id", how="left").select(
+            list(TASK_SCHEMA)
+        )
+        ids = changed.get_column("task_id")
+        t_where, t_params = self.scope.where("t.task_id")
+        pending = _query_frame(
+            self._db,
+            "SELECT p.task_id, p.step_index, p.step_key, p.user_id, p.step_started_at "
+            "FROM proj_participants p JOIN proj_tasks t ON t.task_id = p.task_id "
+            f"WHERE p.pending = 1 AND t.last_leaf_index >= ? AND {t_where}",
+            [start, *t_params],
+            PENDING_SCHEMA,
+        )
+        old = self._facts
+        self._facts = Facts(
+            pl.concat([old.tasks.filter(~pl.col("task_id").is_in(ids.implode())), changed]),
+            pl.concat([old.acts, acts]),
+            pl.concat([old.pending.filter(~pl.col("task_id").is_in(ids.implode())), pending]),
+            old.checkpoints,
+            old.audits,
+        )
+
+
+AUDIT_RUNS_DDL = (
+    "CREATE TABLE IF NOT EXISTS kpi_audit_runs ("
+    "ran_at {time} PRIMARY KEY, tree_size {time} NOT NULL, passed {int} NOT NULL, problem TEXT)"
+)
+
+
+def ensure_audit_runs(db: Database) -> None:
+    """The table of recorded audit runs (kept across projection rebuilds)."""
+    big = "BIGINT" if db.backend == "postgres" else "INTEGER"
+    with db.transaction(lock_schema=True) as tx:
+        tx.execute(AUDIT_RUNS_DDL.format(time=big, int="INTEGER"))
+
+
+def record_audit_run(
+    db: Database, ran_at: int, tree_size: int, passed: bool, problem: str | None
+) -> None:
+    """Remember one ``evidence-ledger audit`` outcome for the compliance views."""
+    ensure_audit_runs(db)
+    with db.transaction() as tx:
+        tx.execute_many(
+            "INSERT INTO kpi_audit_runs (ran_at, tree_size, passed, problem) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (ran_at) DO NOTHING",
+            [(ran_at, tree_size, 1 if passed else 0, problem)],
+        )
