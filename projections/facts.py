@@ -224,17 +224,7 @@ class FactsCache:
                 self._facts.tasks,
                 self._facts.acts,
                 self._facts.pending,
-                _frame(
-                    [
-                        (size, _time(sealed), _time(stamped))
-                        for size, sealed, stamped in self._db.query(
-                            "SELECT c.tree_size, c.signed_at, t.gen_time "
-                            "FROM ledger_checkpoints c LEFT JOIN ledger_checkpoint_timestamps t "
-                            "ON t.tree_size = c.tree_size ORDER BY c.tree_size"
-                        )
-                    ],
-                    CHECKPOINT_SCHEMA,
-                ),
+                self._checkpoints(),
                 _query_frame(
                     self._db,
                     "SELECT ran_at, tree_size, passed, problem FROM kpi_audit_runs ORDER BY ran_at",
@@ -243,6 +233,27 @@ class FactsCache:
                 ),
             )
             return self._facts
+
+    def _checkpoints(self) -> pl.DataFrame:
+        """The checkpoints: read again from the oldest still waiting for a token (or the
+        first new one); those before it are settled and kept."""
+        known = self._facts.checkpoints
+        waiting = known.filter(pl.col("timestamped_at").is_null())["tree_size"].to_list()
+        sizes: list[int] = known["tree_size"].to_list()
+        start = min(waiting) if waiting else max(sizes) + 1 if sizes else 0
+        fresh = _frame(
+            [
+                (size, _time(sealed), _time(stamped))
+                for size, sealed, stamped in self._db.query(
+                    "SELECT c.tree_size, c.signed_at, t.gen_time "
+                    "FROM ledger_checkpoints c LEFT JOIN ledger_checkpoint_timestamps t "
+                    "ON t.tree_size = c.tree_size WHERE c.tree_size >= ? ORDER BY c.tree_size",
+                    [start],
+                )
+            ],
+            CHECKPOINT_SCHEMA,
+        )
+        return pl.concat([known.filter(pl.col("tree_size") < start), fresh])
 
     def _advance(self, start: int, end: int) -> None:
         where, params = self.scope.where()

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS proj_tasks (
 CREATE INDEX IF NOT EXISTS proj_tasks_wake_at ON proj_tasks (wake_at) WHERE wake_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS proj_tasks_status ON proj_tasks (status, task_id);
 CREATE INDEX IF NOT EXISTS proj_tasks_initiator ON proj_tasks (initiator, task_id);
+CREATE INDEX IF NOT EXISTS proj_tasks_changed ON proj_tasks (last_leaf_index);
 CREATE TABLE IF NOT EXISTS proj_participants (
     task_id TEXT NOT NULL,
     step_index {int} NOT NULL,

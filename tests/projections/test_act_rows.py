@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 
+from ledger.app import Ledger
 from ledger.events import RequestContext
 from ledger.store import LedgerStore
 from ledger.workflow import (
@@ -218,3 +219,26 @@ def test_the_facts_cache_loads_incrementally_and_only_its_scope(
     record_audit_run(projection._db, micros(clock.now), store.tree_size(), False, "leaf 3: bad")
     audits = everything.refresh(projection.position).audits
     assert audits.rows() == [(micros(clock.now), store.tree_size(), 0, "leaf 3: bad")]
+
+
+def test_checkpoint_facts_follow_their_timestamps(ledger: Ledger, clock: Clock) -> None:
+    sealer = ledger.sealer()
+    with TaskProjection(ledger.store) as projection:
+        cache = FactsCache(projection._db)
+        launch(ledger.store, clock)
+        first = sealer.seal()
+        assert first is not None
+        projection.catch_up()
+        waiting = cache.refresh(projection.position).checkpoints
+        assert waiting.rows() == [(first.tree_size, waiting["sealed_at"][0], None)]
+        assert sealer.timestamp_pending() == 1
+        launch(ledger.store, clock)
+        second = sealer.seal()
+        assert second is not None
+        projection.catch_up()
+        rows = cache.refresh(projection.position).checkpoints.rows()
+        assert [(size, stamped is not None) for size, _, stamped in rows] == [
+            (first.tree_size, True),
+            (second.tree_size, False),
+        ]
+        assert all(sealed > 0 for _, sealed, _ in rows)
