@@ -57,7 +57,7 @@ def lint() -> int:
     for command in (
         (BIN / "ruff", "check", "."),
         (BIN / "ruff", "format", "--check", "."),
-        (BIN / "mypy", "ledger", "verifier", "evidence", "projections"),
+        (BIN / "mypy", "ledger", "verifier", "evidence", "projections", "api"),
     ):
         code = run(*command)
         if code:

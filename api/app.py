@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +19,16 @@ from uuid import UUID
 
 from fastapi import FastAPI, Request
 
-from api import problems, routes_admin, routes_events, routes_log, routes_packs, routes_tasks
+from api import (
+    problems,
+    routes_admin,
+    routes_dashboard,
+    routes_events,
+    routes_kpis,
+    routes_log,
+    routes_packs,
+    routes_tasks,
+)
 from api.security import ApiSettings
 from api.tenancy import TenantStore
 from ledger.app import Ledger
@@ -45,21 +54,32 @@ class Runtime:
     settings: ApiSettings
     database: Database
     """The API's own connection to the ledger database, for its read queries."""
+    kpi_facts: routes_kpis.TenantFacts
+    """Each tenant's KPI facts, held in memory and refreshed incrementally."""
 
 
 class ProjectionFollower(threading.Thread):
     """Keeps the task-state projection caught up with the log (every ``interval`` s)."""
 
-    def __init__(self, projection: TaskProjection, interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        projection: TaskProjection,
+        interval: float = 0.2,
+        after: Callable[[int], None] | None = None,
+    ) -> None:
         super().__init__(name="evidence-ledger-projection", daemon=True)
         self.projection = projection
         self.interval = interval
+        self.after = after
+        """Called with the new position after each catch-up (the KPI facts follow)."""
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
             try:
                 self.projection.catch_up()
+                if self.after is not None:
+                    self.after(self.projection.position)
             except (LedgerError, OSError):
                 _LOG.exception("projection catch-up failed; trying again")
             except Exception:
@@ -86,7 +106,9 @@ def create_app(
     projection = TaskProjection(ledger.store)
     database = database_for(ledger.store)
     routes_packs.ensure_schema(database)
-    runtime = Runtime(ledger, tasks, tenants, projection, settings, database)
+    runtime = Runtime(
+        ledger, tasks, tenants, projection, settings, database, routes_kpis.TenantFacts(database)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,7 +116,15 @@ def create_app(
         scheduler: SchedulerThread | None = None
         if background:
             ledger.start_sealer()
-            follower = ProjectionFollower(projection)
+            kpi_facts = runtime.kpi_facts
+            known = tenants.tenant_ids()
+
+            def follow(position: int) -> None:
+                if known:  # the first pass loads every tenant's facts, the rest follow
+                    kpi_facts.warm([known.pop() for _ in list(known)], position)
+                kpi_facts.refresh_all(position)
+
+            follower = ProjectionFollower(projection, after=follow)
             follower.start()
             scheduler = SchedulerThread(
                 Scheduler(tasks, lambda now: _due(projection, now)), scheduler_interval
@@ -134,8 +164,16 @@ def create_app(
             ).response(request.url.path.replace("\x00", ""))
         return await call_next(request)
 
-    for module in (routes_admin, routes_tasks, routes_events, routes_log, routes_packs):
+    for module in (
+        routes_admin,
+        routes_tasks,
+        routes_events,
+        routes_log,
+        routes_packs,
+        routes_kpis,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(routes_dashboard.router)
     return app
 
 

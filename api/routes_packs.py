@@ -1,4 +1,4 @@
-"""HTTP routes: evidence packs for legal teams and auditors, and the KPI summary.
+"""HTTP routes: evidence packs for legal teams, auditors and compliance officers.
 
 ``POST /v1/tasks/{task_id}/evidence-packs`` exports the task's pack (``evidence.pack``,
 format in ``docs/evidence-pack.md``) into the data dir and records it for the tenant;
@@ -25,12 +25,13 @@ from api.tenancy import Principal
 from evidence.pack import PackError, export_pack
 from ledger.events import format_time
 from projections.database import Database
-from projections.task_rows import micros
 
 if TYPE_CHECKING:
     from api.app import Runtime
 
 router = APIRouter(tags=["evidence packs"])
+#: Who may export and download packs (compliance officers from the dashboard's drill-down).
+PACK_ROLES = ("legal", "auditor", "compliance")
 Caller = Annotated[Principal, Depends(principal)]
 
 _CHUNK = 256 * 1024
@@ -93,7 +94,7 @@ async def create_pack(
     timezone: Annotated[str, Query(max_length=64)] = "UTC",
 ) -> Response:
     """Export the task's evidence pack (legal, auditor); answers where to download it."""
-    require(who, "legal", "auditor")
+    require(who, *PACK_ROLES)
     runtime = _runtime(request)
     raw = await raw_body(request, runtime.settings)
 
@@ -154,7 +155,7 @@ def _find(runtime: Runtime, tenant_id: str, pack_id: str) -> dict[str, Any]:
 @router.get("/evidence-packs/{pack_id}/info")
 async def pack_info(request: Request, pack_id: UUID, who: Caller) -> dict[str, Any]:
     """What a pack holds and its SHA-256 (legal, auditor)."""
-    require(who, "legal", "auditor")
+    require(who, *PACK_ROLES)
     row = await run_in_threadpool(_find, _runtime(request), who.tenant_id, str(pack_id))
     return _pack_json(row)
 
@@ -166,7 +167,7 @@ async def pack_info(request: Request, pack_id: UUID, who: Caller) -> dict[str, A
 )
 async def download_pack(request: Request, pack_id: UUID, who: Caller) -> StreamingResponse:
     """The pack itself, streamed (legal, auditor)."""
-    require(who, "legal", "auditor")
+    require(who, *PACK_ROLES)
     runtime = _runtime(request)
     row = await run_in_threadpool(_find, runtime, who.tenant_id, str(pack_id))
     path = runtime.ledger.settings.data_dir / "packs" / who.tenant_id / str(row["file_name"])
@@ -184,33 +185,3 @@ async def download_pack(request: Request, pack_id: UUID, who: Caller) -> Streami
             "Digest": f"sha-256={row['sha256']}",
         },
     )
-
-
-@router.get("/kpis")
-async def kpis(request: Request, who: Caller) -> dict[str, Any]:
-    """The tenant's tasks by status and how many are overdue (compliance, auditor)."""
-    require(who, "compliance", "auditor", "admin")
-    runtime = _runtime(request)
-
-    def count() -> dict[str, Any]:
-        runtime.projection.catch_up()
-        db = runtime.database
-        owned = "task_id IN (SELECT stream_id FROM api_streams WHERE tenant_id = ?)"
-        by_status = db.query(
-            f"SELECT status, COUNT(*) FROM proj_tasks WHERE {owned} GROUP BY status "
-            "ORDER BY status",
-            [who.tenant_id],
-        )
-        overdue = db.query(
-            f"SELECT COUNT(*) FROM proj_tasks WHERE {owned} AND due_at IS NOT NULL "
-            "AND due_at < ? AND status IN ('in_progress', 'partially_signed')",
-            [who.tenant_id, micros(runtime.ledger.store.clock())],
-        )
-        return {
-            "tasks_by_status": {str(s): int(n) for s, n in by_status},
-            "tasks": sum(int(n) for _, n in by_status),
-            "overdue": int(overdue[0][0]),
-        }
-
-    result: dict[str, Any] = await run_in_threadpool(count)
-    return result

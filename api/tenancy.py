@@ -183,6 +183,9 @@ class TenantStore:
         )
         return tenant_id
 
+    def tenant_ids(self) -> list[str]:
+        return [str(r[0]) for r in self._query("SELECT tenant_id FROM api_tenants ORDER BY 1")]
+
     def tenant_exists(self, tenant_id: str) -> bool:
         return bool(self._query("SELECT 1 FROM api_tenants WHERE tenant_id = ?", (tenant_id,)))
 

@@ -140,6 +140,7 @@ def audit_command(
     """Re-derive every hash, chain link and tree head from the stored rows and check them."""
     with _open(data_dir, database_url) as ledger:
         report = run_audit(ledger, show_progress=not as_json and errors.is_terminal)
+        _record_audit(ledger, report)
     if as_json:
         print(
             json.dumps(
@@ -162,6 +163,59 @@ def audit_command(
         _print_report(report)
     if not report.passed:
         raise typer.Exit(1)
+
+
+def _record_audit(ledger: Ledger, report: AuditReport) -> None:
+    """Keep the outcome for the compliance views (their ``audit_failure`` rule)."""
+    from projections.database import database_for
+    from projections.facts import record_audit_run
+    from projections.task_rows import micros
+
+    first = str(report.findings[0]) if report.findings else None
+    database = database_for(ledger.store)
+    try:
+        ran_at = micros(ledger.store.clock())
+        assert ran_at is not None
+        record_audit_run(database, ran_at, report.tree_size, report.passed, first)
+    finally:
+        database.close()
+
+
+@app.command()
+def kpi(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    since: Annotated[str | None, typer.Option(help="Period start: YYYY-MM-DD (UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Period end, exclusive: YYYY-MM-DD.")] = None,
+    template: Annotated[str | None, typer.Option(help="Only this template id.")] = None,
+    department: Annotated[str | None, typer.Option(help="Only this department.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's tasks.")] = None,
+    output: Annotated[
+        str, typer.Option("--format", help="table (readable), json, csv or parquet.")
+    ] = "table",
+    out: Annotated[
+        Path | None, typer.Option(help="Directory for csv/parquet files (one per table).")
+    ] = None,
+) -> None:
+    """KPIs and compliance breaches from the projection: a table, JSON, CSV or Parquet."""
+    from projections.kpi_export import KpiCommandError, run_kpi_command
+
+    with _open(data_dir, database_url) as ledger:
+        try:
+            run_kpi_command(
+                ledger.store,
+                console,
+                since=since,
+                until=until,
+                template=template,
+                department=department,
+                tenant=tenant,
+                output=output,
+                out=out,
+            )
+        except KpiCommandError as exc:
+            errors.print(f"[red]error[/red]: {exc}")
+            raise typer.Exit(3) from None
 
 
 @app.command()

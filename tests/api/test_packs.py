@@ -53,18 +53,6 @@ def test_legal_exports_and_downloads_a_pack_other_tenants_and_roles_cannot(api: 
     assert info.json()["sha256"] == pack["sha256"]
 
 
-def test_kpis_count_only_the_tenants_tasks(api: ApiWorld) -> None:
-    for _ in range(2):
-        create_task(api, api.a)
-    task = create_task(api, api.b)["task_id"]
-    act(api, api.b, task, "submit", "u-chen")
-    a = api.client.get("/v1/kpis", headers=api.a.auth("compliance")).json()
-    b = api.client.get("/v1/kpis", headers=api.b.auth("compliance")).json()
-    assert a == {"tasks_by_status": {"draft": 2}, "tasks": 2, "overdue": 0}
-    assert b == {"tasks_by_status": {"in_progress": 1}, "tasks": 1, "overdue": 0}
-    assert api.client.get("/v1/kpis", headers=api.a.auth("app")).status_code == 403
-
-
 def test_a_pack_of_app_signed_acts_passes_the_independent_verifier(
     api: ApiWorld, tmp_path: Path
 ) -> None:

@@ -36,6 +36,8 @@ from tests.workflow import seed_template
 SECRET_TITLE = "Acquisition of Zeta Holdings (confidential)"
 ALL = frozenset(ROLES)
 READERS = frozenset({"app", "legal", "auditor", "compliance"})
+VIEWERS = frozenset({"compliance", "auditor", "admin"})
+PACKS = frozenset({"legal", "auditor", "compliance"})
 
 #: Who each known route is for. Routes not listed (added by other modules) are walked for
 #: isolation all the same; their role rules are their own tests' business.
@@ -56,6 +58,10 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/templates/{template_id}"): ALL,
     ("PUT", "/v1/directory"): frozenset({"admin"}),
     ("GET", "/v1/directory"): frozenset({"admin", "app"}),
+    ("GET", "/v1/kpis"): VIEWERS,
+    ("GET", "/v1/compliance"): VIEWERS,
+    ("GET", "/v1/kpis/tables/{name}.{extension}"): VIEWERS,
+    ("POST", "/v1/tasks/{task_id}/evidence-packs"): PACKS,
 }
 _ACTIONS = re.compile(r"^/v1/tasks/\{task_id\}/actions/([a-z-]+)$")
 
@@ -129,6 +135,10 @@ def _fill(path: str, owned: Owned, names: dict[str, str] | None = None) -> str:
             return "acme-app-1"
         if lowered == "key_id":
             return owned.api_key_id
+        if lowered == "name":
+            return "breaches"
+        if lowered == "extension":
+            return "csv"
         if "template" in lowered:
             return "purchase"
         return owned.task_id

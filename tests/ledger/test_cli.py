@@ -79,6 +79,27 @@ def test_demo_records_seals_proves_and_audits(
     assert report["passed"] is True
     assert report["events_checked"] == 26 and report["timestamps_checked"] >= 1
 
+    # The KPIs of the story: both tasks completed, the purchase once returned (退回), only
+    # the contract signed electronically; the passed audit is on record, no breach.
+    kpis = run("evidence-ledger", "kpi", "--format", "json", *where)
+    assert kpis.returncode == 0, kpis.stdout + kpis.stderr
+    views = json.loads(kpis.stdout)
+    assert views["tasks"] == {"total": 2, "by_status": {"completed": 2}}
+    assert views["rates"]["return"] == {"rate": 0.5, "count": 1, "of": 2}
+    assert views["rates"]["electronic"] == {"rate": 0.5, "count": 1, "of": 2}
+    assert [d["department"] for d in views["cycle_time"]["by_department"]] == ["procurement"]
+    assert views["compliance"]["breaches"] == []
+    table = run("evidence-ledger", "kpi", "--template", "supply-contract", *where)
+    assert table.returncode == 0, table.stderr
+    assert "waiting by step" in table.stdout and "supplier" in table.stdout
+    out = tmp_path / "kpis"
+    files = run("evidence-ledger", "kpi", "--format", "csv", "--out", str(out), *where)
+    assert files.returncode == 0, files.stderr
+    assert (out / "waiting_by_step.csv").read_text().startswith("template_id,step_key,")
+    assert (out / "breaches.csv").read_text().startswith("rule,")
+    bad = run("evidence-ledger", "kpi", "--format", "csv", *where)
+    assert bad.returncode == 3 and "--out" in bad.stderr
+
 
 def test_a_second_demo_extends_the_same_log(tmp_path: Path) -> None:
     where = ["--data-dir", str(tmp_path / "data")]
