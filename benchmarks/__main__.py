@@ -8,6 +8,7 @@ import sys
 
 import benchmarks.api as api_bench
 import benchmarks.export as export_bench
+import benchmarks.kpis as kpis_bench
 import benchmarks.projection as projection
 import benchmarks.verify as verify_bench
 from benchmarks import append, proofs, signing
@@ -17,6 +18,7 @@ BENCHMARKS["projection"] = projection.run
 BENCHMARKS["api"] = api_bench.run
 BENCHMARKS["export"] = export_bench.run
 BENCHMARKS["verify"] = verify_bench.run
+BENCHMARKS["kpis"] = kpis_bench.run
 
 
 def parser() -> argparse.ArgumentParser:
@@ -85,6 +87,14 @@ def parser() -> argparse.ArgumentParser:
     )
     v = p.add_argument_group("verify (evidence-verify on packs; inclusion checks)")
     v.add_argument("--verify-rounds", type=int, default=verify_bench.ROUNDS, help="default 5")
+    k = p.add_argument_group("kpis (views over a large log; the dashboard's first render)")
+    k.add_argument(
+        "--tasks",
+        type=int,
+        default=kpis_bench.DEFAULT_TASKS,
+        help=f"tasks in its ledger (default {kpis_bench.DEFAULT_TASKS}, about 1.2M events)",
+    )
+    k.add_argument("--runs", type=int, default=5, help="timed runs of the views (default 5)")
     return p
 
 
