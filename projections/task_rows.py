@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from ledger.workflow.schedule import next_wakeup
+from ledger.workflow.schedule import next_wakeup, waiting_since
 from ledger.workflow.state import StepState, TaskState, apply, parse_time
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -285,7 +285,7 @@ def act_row(
         )
         in_turn = 1 if acting else 0
         if acting and step is not None:
-            pending_since = micros(_pending_since(step, actor_id))
+            pending_since = micros(waiting_since(step, actor_id))
         if step is not None:
             required = ",".join(sorted(step.spec.required_factors))
             if kind in ("step.approved", "document.signed"):
@@ -326,26 +326,6 @@ def act_row(
         micros(before.effective_deadline),
         "; ".join(new_anomalies) if new_anomalies else None,
     )
-
-
-def _pending_since(step: StepState, actor: str) -> datetime | None:
-    """When ``actor`` became due to act in this visit of ``step``.
-
-    A person who took over by transfer became due at the transfer; in a sequential step,
-    when the person before them acted; otherwise when the step was entered.
-    """
-    people = step.participants
-    since = step.started_at
-    for n, p in enumerate(people):
-        if p.user == actor and p.act is None:
-            if n > 0 and people[n - 1].act == "transferred":
-                return people[n - 1].acted_at
-            break
-    if step.spec.mode == "sequential":
-        for p in people:
-            if p.user != actor and p.acted_at is not None and (since is None or p.acted_at > since):
-                since = p.acted_at
-    return since
 
 
 def _missing_factors(state: TaskState, step: StepState, actor: str, at: datetime) -> list[str]:

@@ -96,7 +96,7 @@ class Served:
         return answer.json()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     require_chromium()
     root = tmp_path_factory.mktemp("dashboard")
@@ -134,8 +134,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     assert "Traceback" not in output, output[-3000:]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running in this
+    # thread until it stops, and pyHanko's signing (asyncio.run) in later test modules
+    # cannot run while it does.
     executable = require_chromium()
     from playwright.sync_api import sync_playwright
 
