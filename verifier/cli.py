@@ -12,6 +12,7 @@ import argparse
 import base64
 import binascii
 import json
+import logging
 import re
 import sys
 import traceback
@@ -142,6 +143,7 @@ def _build_parser() -> _Parser:
     pdf.add_argument("file", metavar="FILE.pdf")
     _trust_root_option(pdf, "--trust-root", "signer trust anchor")
     _trust_root_option(pdf, "--tsa-root", "TSA trust anchor (default: the --trust-root ones)")
+    add_revocation_options(pdf)
 
     from verifier.monitor import add_monitor_parser  # follows a live ledger (docs/verification.md)
 
@@ -153,6 +155,37 @@ def _trust_root_option(parser: argparse.ArgumentParser, flag: str, what: str) ->
     parser.add_argument(
         flag, action="append", default=[], metavar="PEM", help=f"{what}, PEM file (repeatable)"
     )
+
+
+def add_revocation_options(parser: argparse.ArgumentParser) -> None:
+    """``--crl FILE`` and ``--ocsp FILE``: revocation data for the PDF signatures, never
+    fetched from the network."""
+    parser.add_argument(
+        "--crl", action="append", default=[], metavar="FILE",
+        help="a CRL (DER or PEM) to check the PDF signers' certificates against (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ocsp", action="append", default=[], metavar="FILE",
+        help="an OCSP response (DER) about a PDF signer's certificate (repeatable)",
+    )  # fmt: skip
+
+
+def revocation_files(args: argparse.Namespace) -> tuple[list[bytes], list[bytes]]:
+    """The ``--crl`` and ``--ocsp`` files' bytes, each checked to parse (else a usage error)."""
+    from verifier.pdf import RevocationDataError, load_crl, load_ocsp_response
+
+    crls = [_read_input(path) for path in args.crl]
+    ocsps = [_read_input(path) for path in args.ocsp]
+    for flag, paths, items, load in (
+        ("--crl", args.crl, crls, load_crl),
+        ("--ocsp", args.ocsp, ocsps, load_ocsp_response),
+    ):
+        for path, data in zip(paths, items, strict=True):
+            try:
+                load(data)
+            except RevocationDataError as error:
+                raise UsageError(f"{flag} {path}: {error}") from None
+    return crls, ocsps
 
 
 def _certificates(paths: Sequence[str], flag: str) -> list[x509.Certificate]:
@@ -193,9 +226,23 @@ def _run_pdf(args: argparse.Namespace) -> CheckResult:
 
     roots = _certificates(args.trust_root, "--trust-root")
     tsa_roots = _certificates(args.tsa_root, "--tsa-root") if args.tsa_root else None
-    report = check_pdf(_read_input(args.file), trust_roots=roots, tsa_roots=tsa_roots)
+    crls, ocsps = revocation_files(args)
+    # pyHanko logs every failed path build (a revoked certificate too); the report says why
+    logging.getLogger("pyhanko").addHandler(logging.NullHandler())
+    logging.getLogger("pyhanko").propagate = False
+    report = check_pdf(
+        _read_input(args.file),
+        trust_roots=roots,
+        tsa_roots=tsa_roots,
+        crls=crls,
+        ocsp_responses=ocsps,
+    )
     if args.json:
-        details = {**report.result.details, "etsi_report": report.etsi_report}
+        details = {
+            **report.result.details,
+            "etsi_report": report.etsi_report,
+            "etsi_report_xml": report.etsi_report_xml,
+        }
     else:  # one line per signature for people
         lines = [
             f"{f.field_name} ({f.kind}) {f.indication}"

@@ -164,8 +164,10 @@ class PackReport:
     reason: str
     steps: tuple[StepResult, ...]
     etsi_reports: Mapping[str, Any] = field(default_factory=dict)
-    """pyHanko's ETSI TS 119 102-2 validation report of each signed PDF, by pack path."""
+    """The ETSI TS 119 102-2 report of each signed PDF, rendered as JSON, by pack path."""
     seconds: float = 0.0
+    etsi_reports_xml: Mapping[str, str | None] = field(default_factory=dict)
+    """pyHanko's own ETSI TS 119 102-2 XML report of each signed PDF, by pack path."""
 
     @property
     def verdict(self) -> Verdict:
@@ -191,6 +193,7 @@ class PackReport:
             "details": {"path": self.path, "seconds": round(self.seconds, 3)},
             "steps": [step.summary() for step in self.steps],
             "etsi_reports": {path: _jsonable(r) for path, r in self.etsi_reports.items()},
+            "etsi_reports_xml": dict(self.etsi_reports_xml),
         }
 
 
@@ -259,6 +262,8 @@ class _State:
     tsa_roots: Sequence[x509.Certificate]
     app_keys: Mapping[str, Any] | None
     progress: Progress
+    crls: Sequence[bytes] = ()
+    ocsp_responses: Sequence[bytes] = ()
     members: dict[str, bytes] | None = None
     manifest: dict[str, Any] | None = None
     events: list[_Event] = field(default_factory=list)
@@ -267,6 +272,7 @@ class _State:
     pack_note: bytes = b""
     """The pack's checkpoint as its note text says (step 5 says whether it is trusted)."""
     etsi_reports: dict[str, Any] = field(default_factory=dict)
+    etsi_reports_xml: dict[str, str | None] = field(default_factory=dict)
     pdf_findings: dict[str, Any] = field(default_factory=dict)
     """check_pdf's per-signature findings (incl. modification level), by pack path."""
 
@@ -938,12 +944,17 @@ def _check_pdf(state: _State, pdf: bytes, path: str) -> tuple[Verdict, str | Non
         )
     try:
         report = module.check_pdf(
-            pdf, trust_roots=list(state.trust_roots), tsa_roots=list(state.tsa_roots)
+            pdf,
+            trust_roots=list(state.trust_roots),
+            tsa_roots=list(state.tsa_roots),
+            crls=list(state.crls),
+            ocsp_responses=list(state.ocsp_responses),
         )
     except Exception as error:  # a PDF that breaks the validator is not a valid PDF
         reason = f"the PDF cannot be validated ({type(error).__name__}: {error})"
         return Verdict.FAILED, SubIndication.FORMAT_FAILURE, reason
     state.etsi_reports[path] = getattr(report, "etsi_report", None)
+    state.etsi_reports_xml[path] = getattr(report, "etsi_report_xml", None)
     result = report.result
     details = result.details if isinstance(result.details, Mapping) else {}
     state.pdf_findings[path] = details.get("signatures")
@@ -1285,13 +1296,17 @@ def verify_pack(
     tsa_roots: Sequence[x509.Certificate] = (),
     app_keys: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    crls: Sequence[bytes] = (),
+    ocsp_responses: Sequence[bytes] = (),
 ) -> PackReport:
     """Verify the evidence pack at ``path`` with the auditor's trust anchors.
 
     ``ledger_keys``: the ledger's C2SP verifier keys (never taken from the pack);
     ``trust_roots``: signing CA roots for the PDFs' signatures; ``tsa_roots``: TSA roots for
     the checkpoint timestamps and the PDFs' timestamps; ``app_keys``: a JWK set for the app
-    signatures, used instead of the pack's ``app-keys.jwks.json``. Raises ``OSError`` if the
+    signatures, used instead of the pack's ``app-keys.jwks.json``; ``crls`` and
+    ``ocsp_responses``: revocation data (DER) for the PDFs' signers, added to what the PDFs
+    carry (nothing is fetched). Raises ``OSError`` if the
     file cannot be read; everything about its content is in the report.
     """
     started = time.perf_counter()
@@ -1300,7 +1315,7 @@ def verify_pack(
         pass  # an unreadable file is an I/O error, not a verdict
     state = _State(
         path, list(ledger_keys), list(trust_roots), list(tsa_roots), app_keys,
-        progress or (lambda name, done, total: None),
+        progress or (lambda name, done, total: None), list(crls), list(ocsp_responses),
     )  # fmt: skip
     results = [_run_step(number, state) for number in range(1, len(STEPS) + 1)]
     failed = [r for r in results if r.verdict is Verdict.FAILED]
@@ -1318,5 +1333,5 @@ def verify_pack(
         reason = f"all {len(results)} steps passed"
     return PackReport(
         str(path), indication, sub, reason, tuple(results), dict(state.etsi_reports),
-        time.perf_counter() - started,
+        time.perf_counter() - started, dict(state.etsi_reports_xml),
     )  # fmt: skip

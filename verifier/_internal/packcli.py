@@ -1,5 +1,6 @@
 """``evidence-verify PACK.zip [--trust-root PEM]... [--tsa-root PEM]... [--ledger-key VKEY]...
-[--app-keys JWKS] [--ledger URL [--api-key KEY]] [--json]``: the pack mode of the command line.
+[--app-keys JWKS] [--crl FILE]... [--ocsp FILE]... [--ledger URL [--api-key KEY]] [--json]``:
+the pack mode of the command line.
 
 ``verifier.cli`` hands over any command line whose first operand is not a subcommand. The
 exit codes are the shared ones: 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE, 3 usage or
@@ -28,6 +29,8 @@ from verifier.cli import (
     _certificates,
     _Parser,
     _read_input,
+    add_revocation_options,
+    revocation_files,
 )
 from verifier.errors import Verdict, VerifierKeyError
 from verifier.models import VerifierKey
@@ -49,7 +52,8 @@ def _parser() -> _Parser:
     parser = _Parser(
         prog="evidence-verify",
         usage="%(prog)s PACK.zip [--trust-root PEM]... [--tsa-root PEM]... "
-        "[--ledger-key VKEY]... [--app-keys JWKS] [--ledger URL [--api-key KEY]] [--json]",
+        "[--ledger-key VKEY]... [--app-keys JWKS] [--crl FILE]... [--ocsp FILE]... "
+        "[--ledger URL [--api-key KEY]] [--json]",
         description="Verify an Evidence Ledger evidence pack (docs/evidence-pack.md, section 9).",
         epilog="exit codes: 0 passed, 1 failed, 2 indeterminate, 3 usage or I/O error",
     )
@@ -69,6 +73,7 @@ def _parser() -> _Parser:
     parser.add_argument(
         "--app-keys", metavar="JWKS", help="JWK set of the upstream apps' keys (JSON file)"
     )
+    add_revocation_options(parser)
     parser.add_argument(
         "--ledger", metavar="URL",
         help="also check online that the pack's checkpoint is still in this ledger's log",
@@ -167,6 +172,7 @@ def run_pack(argv: Sequence[str], *, http_client: httpx.Client | None = None) ->
     trust_roots = _certificates(args.trust_root, "--trust-root")
     tsa_roots = _certificates(args.tsa_root, "--tsa-root") if args.tsa_root else trust_roots
     app_keys = _app_keys(args.app_keys)
+    crls, ocsps = revocation_files(args)
     path = Path(args.pack)
     if not path.is_file():
         raise UsageError(f"cannot read {args.pack}: no such file")
@@ -175,7 +181,7 @@ def run_pack(argv: Sequence[str], *, http_client: httpx.Client | None = None) ->
         with _progress_bar(show) as progress:
             report = verify_pack(
                 path, ledger_keys=keys, trust_roots=trust_roots, tsa_roots=tsa_roots,
-                app_keys=app_keys, progress=progress,
+                app_keys=app_keys, progress=progress, crls=crls, ocsp_responses=ocsps,
             )  # fmt: skip
     except OSError as error:
         raise UsageError(f"cannot read {args.pack}: {error.strerror or error}") from error
