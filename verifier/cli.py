@@ -227,9 +227,6 @@ def _run_pdf(args: argparse.Namespace) -> CheckResult:
     roots = _certificates(args.trust_root, "--trust-root")
     tsa_roots = _certificates(args.tsa_root, "--tsa-root") if args.tsa_root else None
     crls, ocsps = revocation_files(args)
-    # pyHanko logs every failed path build (a revoked certificate too); the report says why
-    logging.getLogger("pyhanko").addHandler(logging.NullHandler())
-    logging.getLogger("pyhanko").propagate = False
     report = check_pdf(
         _read_input(args.file),
         trust_roots=roots,
@@ -343,6 +340,10 @@ def _first_positional(argv: Sequence[str]) -> str | None:
 
 
 def _dispatch(argv: Sequence[str], http_client: httpx.Client | None = None) -> int:
+    # pyHanko logs warnings (every failed path build, soft-fail revocation); the report
+    # already says what matters, in its own words
+    logging.getLogger("pyhanko").addHandler(logging.NullHandler())
+    logging.getLogger("pyhanko").propagate = False
     parser = _build_parser()
     command = _first_positional(argv)
     if command is None and not any(arg in ("-h", "--help") for arg in argv):
