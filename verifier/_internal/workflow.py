@@ -7,9 +7,13 @@ ledger's workflow code: the route (``data.steps`` of ``task.created``: ``key``, 
 (``step.approved``, ``document.signed``) is checked:
 
 - the act names a step of the route whose role fits (approver approves, signer signs);
-- the actor is a participant of that step who has not acted yet in this visit of it;
-- every earlier approver and signer step is done (sequential order between steps; a
-  countersign step needs all its participants, an or-sign step any one);
+- the actor is a participant of that step who has not acted yet in this visit of it, the
+  step is not done already (an or-sign step takes one act), and in a sequential step every
+  participant listed before the actor has acted (a transfer takes the transferrer's place);
+- every earlier step is done (sequential order between steps; a countersign step needs
+  all its participants, an or-sign step any one; a viewer step is done by its
+  participants' ``document.read_to_end`` events, in their turn, while it is the current
+  step; a CC step is never waited for);
 - each factor the step requires is in the act's ``identity_factors`` with result
   ``passed``, and matches an earlier ``identity.verified`` event of the same actor (same
   factor and provider reference, ``verified_at`` equal to that event's ``server_time``)
@@ -28,6 +32,8 @@ from typing import Any
 __all__ = ["WorkflowFinding", "check_workflow"]
 
 _ACTS = {"step.approved": "approver", "document.signed": "signer"}
+_WAITED_FOR = frozenset({"approver", "signer", "viewer"})
+"""Roles whose steps later steps wait for; CC participants are told, never waited for."""
 
 
 @dataclass
@@ -41,11 +47,19 @@ class _Step:
 
     @property
     def done(self) -> bool:
-        if self.role not in ("approver", "signer"):
+        if self.role not in _WAITED_FOR:
             return True
         if self.mode == "or_sign":
             return bool(self.acted)
         return all(user in self.acted for user in self.participants)
+
+    @property
+    def next_in_line(self) -> str | None:
+        """In a sequential step, the first participant who has not acted."""
+        return next((user for user in self.participants if user not in self.acted), None)
+
+    def in_turn(self, actor: str) -> bool:
+        return self.mode != "sequential" or self.next_in_line == actor
 
 
 @dataclass(frozen=True)
@@ -117,6 +131,8 @@ class _Replay:
             self.returned(data)
         elif kind in _ACTS:
             self.act(str(kind), actor, data, envelope)
+        elif kind == "document.read_to_end":
+            self.read(actor, data)
         elif kind == "task.completed":
             pending = [s.key for s in self.steps if not s.done]
             if pending:
@@ -179,6 +195,13 @@ class _Replay:
             )
         elif actor in step.acted:
             self.problem(f"{actor!r} acted twice in step {step.key!r}")
+        elif step.done:
+            self.problem(f"{kind} in step {step.key!r}, which one act had completed already")
+        elif not step.in_turn(actor):
+            self.problem(
+                f"{actor!r} acted in sequential step {step.key!r} before {step.next_in_line!r}, "
+                "who is listed before them (out of turn)"
+            )
         earlier = [s.key for s in self.steps[:index] if not s.done]
         if earlier:
             self.problem(
@@ -187,6 +210,20 @@ class _Replay:
             )
         self.factors(step, actor, env)
         step.acted.add(actor)
+
+    def read(self, actor: str, data: Mapping[str, Any]) -> None:
+        """A ``document.read_to_end`` completes its actor's part of the current viewer step
+        when it is their turn; any other view is evidence, not a workflow act."""
+        index = self.index(data.get("step"))
+        if index is None:
+            return
+        step = self.steps[index]
+        if step.role != "viewer" or step.done or actor not in step.participants:
+            return
+        if actor in step.acted or not step.in_turn(actor):
+            return
+        if all(s.done for s in self.steps[:index]):
+            step.acted.add(actor)
 
     def factors(self, step: _Step, actor: str, env: Mapping[str, Any]) -> None:
         raw = env.get("identity_factors")
