@@ -29,6 +29,7 @@ from api import (
     routes_packs,
     routes_tasks,
 )
+from api.limits import BodyLimit
 from api.security import ApiSettings
 from api.tenancy import TenantStore
 from ledger.app import Ledger
@@ -153,6 +154,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.tenants = tenants
     problems.install(app)
+    app.add_middleware(BodyLimit, settings=settings)
 
     @app.middleware("http")
     async def refuse_nul(request: Request, call_next: Any) -> Any:

@@ -16,7 +16,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.problems import Problem
-from api.security import ApiSettings, idempotent, principal, raw_body, require
+from api.security import (
+    MAX_TEMPLATE_VERSION,
+    ApiSettings,
+    idempotent,
+    principal,
+    raw_body,
+    require,
+)
 from api.tenancy import Principal, TenantStore
 from ledger.workflow import Directory, Template
 from ledger.workflow.errors import TemplateError
@@ -105,6 +112,14 @@ async def register_app_key(request: Request, body: NewAppKey, who: Caller) -> Re
     public_key = _decode_key(body.public_key)
 
     def run() -> tuple[int, Any]:
+        existing = _tenants(request).app_key(who.tenant_id, body.kid)
+        if existing is not None and existing.revoked:
+            # A revoked key stays revoked: registering it again must not look like a revival.
+            raise Problem(
+                409,
+                "app-key-revoked",
+                f"key id {body.kid!r} was revoked; register the new key under a new key id",
+            )
         if not _tenants(request).register_app_key(who.tenant_id, body.app_id, body.kid, public_key):
             raise Problem(409, "app-key-exists", f"key id {body.kid!r} is already registered")
         return 201, _app_key_out(body.app_id, body.kid, public_key, False)
@@ -148,6 +163,10 @@ async def put_template(request: Request, who: Caller) -> Response:
             template = Template.from_json(data)
         except TemplateError as exc:
             raise Problem(422, "invalid-template", str(exc)) from None
+        if template.version > MAX_TEMPLATE_VERSION:
+            raise Problem(
+                422, "invalid-template", f"version: must be at most {MAX_TEMPLATE_VERSION}"
+            )
         if not _tenants(request).put_template(who.tenant_id, template):
             raise Problem(
                 409,
@@ -172,7 +191,7 @@ async def get_template(
     request: Request,
     template_id: str,
     who: Caller,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_TEMPLATE_VERSION)] = None,
 ) -> dict[str, Any]:
     """One template version (the latest without ``version``)."""
     require(who, "admin", "app", "legal", "auditor", "compliance")

@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.problems import Problem
-from api.security import principal, require
+from api.security import MAX_QUERY_INT, principal, require
 from api.tenancy import Principal, TenantStore
 from ledger.store import LedgerStore, LogEntry, StoredCheckpoint
 
@@ -125,7 +125,7 @@ async def latest_checkpoint(request: Request, who: Caller) -> Response:
     },
 )
 async def checkpoint_timestamp(
-    request: Request, who: Caller, tree_size: Annotated[int, Path(ge=1)]
+    request: Request, who: Caller, tree_size: Annotated[int, Path(ge=1, le=MAX_QUERY_INT)]
 ) -> Response:
     """The RFC 3161 timestamp response over the checkpoint of ``tree_size`` leaves."""
     require(who, *READERS)
@@ -150,9 +150,10 @@ async def inclusion(
     request: Request,
     who: Caller,
     event_id: Annotated[UUID | None, Query()] = None,
-    leaf_index: Annotated[int | None, Query(ge=0)] = None,
+    leaf_index: Annotated[int | None, Query(ge=0, le=MAX_QUERY_INT)] = None,
     tree_size: Annotated[
-        int | None, Query(ge=1, description="default: the latest checkpoint's size")
+        int | None,
+        Query(ge=1, le=MAX_QUERY_INT, description="default: the latest checkpoint's size"),
     ] = None,
 ) -> Response:
     """Inclusion proof of one of the tenant's events, by ``event_id`` or ``leaf_index``."""
@@ -214,8 +215,8 @@ async def inclusion(
 async def consistency(
     request: Request,
     who: Caller,
-    first: Annotated[int, Query(ge=1)],
-    second: Annotated[int, Query(ge=1)],
+    first: Annotated[int, Query(ge=1, le=MAX_QUERY_INT)],
+    second: Annotated[int, Query(ge=1, le=MAX_QUERY_INT)],
 ) -> Response:
     """RFC 9162 consistency proof that the tree of ``second`` leaves extends ``first``."""
     require(who, *READERS)
@@ -245,8 +246,8 @@ async def consistency(
 async def entries(
     request: Request,
     who: Caller,
-    start: Annotated[int, Query(ge=0)],
-    end: Annotated[int, Query(ge=1, description="exclusive")],
+    start: Annotated[int, Query(ge=0, le=MAX_QUERY_INT)],
+    end: Annotated[int, Query(ge=1, le=MAX_QUERY_INT, description="exclusive")],
 ) -> Response:
     """Leaves ``[start, end)`` (at most 1000; cut at the log's size), in log order.
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.problems import Problem
 from api.security import (
+    MAX_TEMPLATE_VERSION,
     SignedBody,
     connection_ip,
     idempotent,
@@ -121,7 +122,9 @@ class SignedAct(_Strict):
 
 class TemplateRef(_Strict):
     id: str = Field(min_length=1, max_length=256)
-    version: int | None = Field(default=None, ge=1, description="Default: the latest.")
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_TEMPLATE_VERSION, description="Default: the latest."
+    )
 
 
 class ReminderPolicyIn(_Strict):
@@ -393,6 +396,16 @@ def _document_ref(runtime: Runtime, who: Principal, sha256: str) -> BlobRef:
     return BlobRef(sha256, size, PDF_MEDIA_TYPE, file_name)
 
 
+def _task_document(runtime: Runtime, task_id: UUID, sha256: str) -> None:
+    """422 unless ``sha256`` is one of the task's documents or their signed revisions: a
+    view or read is evidence about the task's own documents, never about any other hash."""
+    state = runtime.tasks.existing(task_id)
+    if not any(sha256 == d.sha256 or sha256 in d.revisions for d in state.documents):
+        raise Problem(
+            422, "unknown-document", f"document {sha256} is not a document of task {task_id}"
+        )
+
+
 def _acting(
     request: Request, runtime: Runtime, who: Principal, body: SignedAct, signed: SignedBody
 ) -> Acting:
@@ -646,6 +659,8 @@ def _act(
 ) -> Any:
     body = _ACT_MODELS[action].model_validate(signed.body)
     _owned_task(runtime, who, task_id)
+    if isinstance(body, DocumentAct) and body.document_sha256 is not None:
+        _task_document(runtime, task_id, body.document_sha256)
     acting = _acting(request, runtime, who, body, signed)
     if isinstance(body, SignAct):
         result = _sign(runtime, who, task_id, body, acting)

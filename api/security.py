@@ -26,6 +26,11 @@ from ledger.events import AppSignature
 
 #: Longest accepted ``Idempotency-Key``.
 MAX_IDEMPOTENCY_KEY = 255
+#: Largest whole number a query parameter takes (leaf indexes, tree sizes): 2^53 - 1, the
+#: largest integer every JSON reader keeps exact, far below what the databases store.
+MAX_QUERY_INT = 2**53 - 1
+#: Largest template version (a 32-bit signed integer in every database).
+MAX_TEMPLATE_VERSION = 2**31 - 1
 
 
 @dataclass(frozen=True)

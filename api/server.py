@@ -3,8 +3,9 @@
 uvicorn starts workers by import string, so a worker rebuilds everything from the same
 settings the command line was given (``EVIDENCE_LEDGER_*`` environment variables):
 ``uvicorn --factory api.server:app_from_environment``. Several workers may share one
-database: appends are serialised by the store, every worker's sealer signs only heads
-consistent with the log, and the scheduler and projection tolerate company.
+database: appends are serialised by the store, one sealer signs at a time (the holder of
+the sealer lock; the others stand by, see docs/scaling.md), and the scheduler and
+projection tolerate company.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from api import log_redaction
 from api.app import create_app
 from api.security import ApiSettings
 from evidence.services import open_task_service
@@ -32,6 +34,7 @@ def api_settings_from_environment() -> ApiSettings:
 
 def app_from_environment() -> FastAPI:
     """The API over the ledger the environment names (data dir, database URL, TSAs)."""
+    log_redaction.install()  # uvicorn has set up its loggers by now
     ledger = Ledger.open(Settings.load())
     return create_app(
         ledger,

@@ -248,7 +248,12 @@ class TenantStore:
             (tenant_id, kid, app_id, public_key, created),
         )
         key = self.app_key(tenant_id, kid)
-        return key is not None and key.app_id == app_id and key.public_key == public_key
+        return (
+            key is not None
+            and not key.revoked
+            and key.app_id == app_id
+            and key.public_key == public_key
+        )
 
     def app_key(self, tenant_id: str, kid: str) -> AppKey | None:
         rows = self._query(

@@ -22,6 +22,7 @@ from pyhanko_certvalidator import ValidationContext
 
 from evidence.errors import EvidenceError, SubmittedPdfRefused
 from evidence.local_ca import LocalCertificateAuthority, SignerIdentity
+from evidence.pdf_checks import PageTreeError, count_pages
 from evidence.pdf_signing import finalise_ltav, sign_pdf
 from evidence.pdf_validation import validate_submitted_pdf
 from ledger.task_service import DocumentRefused, SignedRevision, SignerProfile, TaskServiceError
@@ -51,12 +52,15 @@ class LocalCaDocumentSigner:
         self.signer_trust_roots = [ca.root_certificate, *signer_trust_roots]
 
     def check_pdf(self, data: bytes) -> None:
-        """Refuse what pyHanko cannot open, encrypted files and files with no page."""
+        """Refuse what pyHanko cannot open, encrypted files, broken page trees (loops,
+        wrong counts, see :mod:`evidence.pdf_checks`) and files with no page."""
         try:
             reader = PdfFileReader(io.BytesIO(data), strict=False)
             if reader.encrypted:
                 raise DocumentRefused("the PDF is encrypted; upload it without a password")
-            pages = int(reader.root["/Pages"]["/Count"])
+            pages = count_pages(reader.root.raw_get("/Pages"))
+        except PageTreeError as exc:
+            raise DocumentRefused(f"the PDF's page tree is broken: {exc}") from exc
         except DocumentRefused:
             raise
         except Exception as exc:  # pyHanko raises many types on a malformed file

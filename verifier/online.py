@@ -168,7 +168,7 @@ def _problem_text(body: bytes) -> str:
     """``: detail`` from an RFC 9457 problem answer, if it is one."""
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return ""
     if isinstance(value, dict):
         text = value.get("detail") or value.get("title")
@@ -194,7 +194,7 @@ def _hash(value: Any, what: str, raw: bytes) -> bytes:
 def _parse_consistency(raw: bytes, first: int, second: int) -> ConsistencyAnswer:
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise LedgerAnswerError("the consistency answer is not JSON", raw) from None
     if not isinstance(value, dict):
         raise LedgerAnswerError("the consistency answer is not a JSON object", raw)

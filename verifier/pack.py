@@ -313,7 +313,7 @@ def _step_container(state: _State) -> tuple[str, dict[str, Any]]:
         _fail(SubIndication.FORMAT_FAILURE, "the pack has no manifest.json")
     try:
         manifest = json.loads(members["manifest.json"])
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         _fail(SubIndication.FORMAT_FAILURE, f"manifest.json is not JSON: {error}")
     if not isinstance(manifest, dict):
         _fail(SubIndication.FORMAT_FAILURE, "manifest.json is not a JSON object")
@@ -391,7 +391,7 @@ def _parse_line(number: int, raw: bytes) -> _Event:
     where = f"events.jsonl line {number}"
     try:
         line = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         _fail(SubIndication.FORMAT_FAILURE, f"{where} is not JSON")
     if not isinstance(line, dict):
         _fail(SubIndication.FORMAT_FAILURE, f"{where} is not a JSON object")
@@ -409,7 +409,7 @@ def _parse_line(number: int, raw: bytes) -> _Event:
     where = f"event at leaf {leaf}"
     try:
         envelope = json.loads(data, parse_float=_refuse_float, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         _fail(SubIndication.FORMAT_FAILURE, f"{where}: canonical bytes are not JSON ({error})")
     if not isinstance(envelope, dict):
         _fail(SubIndication.FORMAT_FAILURE, f"{where}: canonical bytes are not a JSON object")
@@ -1107,7 +1107,7 @@ def _jwks(state: _State) -> tuple[dict[str, Mapping[str, Any]], str] | None:
         where = "app-keys.jwks.json"
         try:
             source = json.loads(members["app-keys.jwks.json"])
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             _fail(SubIndication.FORMAT_FAILURE, "app-keys.jwks.json is not JSON")
     keys = source.get("keys") if isinstance(source, Mapping) else None
     if not isinstance(keys, list):
@@ -1164,7 +1164,7 @@ def _step_app_signatures(state: _State) -> tuple[str, dict[str, Any]]:
             body = json.loads(
                 verified.payload, parse_float=_refuse_float, parse_constant=_refuse_constant
             )
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             _fail(
                 SubIndication.FORMAT_FAILURE, f"{at}: the signed payload is not JSON without floats"
             )
@@ -1224,7 +1224,7 @@ def _step_report(state: _State) -> tuple[str, dict[str, Any]]:
         )
     try:
         inner = json.loads(attachments.get("manifest.json", b""))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         _fail(SubIndication.FORMAT_FAILURE, "the report has no readable embedded manifest.json")
     expected = dict(manifest)
     expected["report"] = None

@@ -63,7 +63,7 @@ def verify_compact_jws(value: str, key: Ed25519PublicKey) -> VerifiedJws:
         raise JwsError("the JWS payload is detached; the event must carry it attached")
     try:
         header = json.loads(_b64url(header_b64, "header"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise JwsError("the JWS protected header is not JSON") from None
     if not isinstance(header, dict):
         raise JwsError("the JWS protected header is not a JSON object")

@@ -95,7 +95,7 @@ def _app_keys(path: str | None) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(_read_input(path))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise UsageError(f"--app-keys {path}: not JSON") from None
     if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
         raise UsageError(f"--app-keys {path}: not a JWK set (an object with a keys list)")

@@ -19,7 +19,10 @@ from typing import Any
 
 __all__ = [
     "CONSISTENCY_HEADER",
+    "MAX_MEMBERS",
     "MAX_MEMBER_SIZE",
+    "MAX_RATIO",
+    "MAX_TOTAL_SIZE",
     "SAFE_MEMBER",
     "TLOG_PROOF_HEADER",
     "ConsistencyFile",
@@ -37,6 +40,17 @@ TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 CONSISTENCY_HEADER = "evidence-ledger.pack/consistency-proof@v1"
 MAX_MEMBER_SIZE = 1 << 31
 """Largest member this verifier reads (2 GiB): a guard against ZIP bombs."""
+MAX_TOTAL_SIZE = 1 << 31
+"""Largest sum of the members' declared sizes (2 GiB): the verifier holds them in memory."""
+MAX_MEMBERS = 100_000
+"""Most members a pack may have, checked before the central directory is parsed."""
+MAX_CENTRAL_DIRECTORY = 64 << 20
+"""Largest central directory (64 MiB), checked before it is parsed."""
+MAX_RATIO = 200
+"""Largest inflation of a member over :data:`RATIO_FLOOR` bytes (declared size over
+compressed size). PDFs, certificates and proofs barely compress; a deflate bomb inflates
+about 1000 times."""
+RATIO_FLOOR = 1 << 20
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 _HASH_SIZE = 32
 
@@ -79,15 +93,22 @@ def read_members(
 
     Raises ``PackFormatError`` for anything section 1 forbids: an unreadable ZIP, an unsafe
     or duplicate name, a directory entry, encryption, a compression method other than
-    stored or deflated, or a member whose bytes disagree with its declared size or CRC.
+    stored or deflated, or a member whose bytes disagree with its declared size or CRC; and
+    for what would exhaust memory (ZIP bombs): too many members or too big a central
+    directory, a member or a total over the size limits, a large member inflating more
+    than :data:`MAX_RATIO` times.
     ``OSError`` is left to the caller (an I/O error, not a verdict).
     """
+    _check_directory(path)
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as error:
         raise PackFormatError(f"the pack is not a readable ZIP archive: {error}") from None
     with archive:
         infos = archive.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise PackFormatError(f"the pack has {len(infos)} members; at most {MAX_MEMBERS}")
+        total = 0
         seen: set[str] = set()
         for info in infos:
             name = info.filename
@@ -108,6 +129,18 @@ def read_members(
                 )
             if info.file_size > MAX_MEMBER_SIZE:
                 raise PackFormatError(f"member {name!r} declares {info.file_size} bytes")
+            if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(
+                info.compress_size, 1
+            ):
+                raise PackFormatError(
+                    f"member {name!r} inflates {info.compress_size} bytes to {info.file_size} "
+                    f"(more than {MAX_RATIO} times): a ZIP bomb"
+                )
+            total += info.file_size
+            if total > MAX_TOTAL_SIZE:
+                raise PackFormatError(
+                    f"the members declare more than {MAX_TOTAL_SIZE} bytes in all"
+                )
         members: dict[str, bytes] = {}
         for done, info in enumerate(infos, start=1):
             try:
@@ -121,6 +154,25 @@ def read_members(
             if progress is not None and done % 500 == 0:
                 progress(done, len(infos))
         return members
+
+
+def _check_directory(path: Path) -> None:
+    """Refuse a central directory too big to parse, from its end record alone (APPNOTE
+    4.3.16 and, for ZIP64, 4.3.14), before :mod:`zipfile` reads every entry into memory."""
+    with path.open("rb") as handle:
+        try:
+            end = zipfile._EndRecData(handle)  # type: ignore[attr-defined]
+        except OSError:
+            end = None
+    if not end:
+        return  # not a ZIP: zipfile says so with its own message
+    entries, size = int(end[4]), int(end[5])
+    if entries > MAX_MEMBERS:
+        raise PackFormatError(f"the pack has {entries} members; at most {MAX_MEMBERS}")
+    if size > MAX_CENTRAL_DIRECTORY:
+        raise PackFormatError(
+            f"the pack's central directory is {size} bytes; at most {MAX_CENTRAL_DIRECTORY}"
+        )
 
 
 @dataclass(frozen=True)
