@@ -11,7 +11,7 @@ import benchmarks.export as export_bench
 import benchmarks.kpis as kpis_bench
 import benchmarks.projection as projection
 import benchmarks.verify as verify_bench
-from benchmarks import append, proofs, signing
+from benchmarks import append, proofs, scale, signing
 
 BENCHMARKS = {"append": append.run, "proofs": proofs.run, "signing": signing.run}
 BENCHMARKS["projection"] = projection.run
@@ -19,12 +19,18 @@ BENCHMARKS["api"] = api_bench.run
 BENCHMARKS["export"] = export_bench.run
 BENCHMARKS["verify"] = verify_bench.run
 BENCHMARKS["kpis"] = kpis_bench.run
+BENCHMARKS["scale"] = scale.run
+#: Run only when named: it builds (once) and keeps a PostgreSQL log of 10,000,000 events.
+NOT_BY_DEFAULT = {"scale"}
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument(
-        "names", nargs="*", metavar="NAME", help="append, proofs, signing (default: all)"
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"{', '.join(BENCHMARKS)} (default: all but scale)",
     )
     a = p.add_argument_group("append")
     a.add_argument(
@@ -95,6 +101,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"tasks in its ledger (default {kpis_bench.DEFAULT_TASKS}, about 1.2M events)",
     )
     k.add_argument("--runs", type=int, default=5, help="timed runs of the views (default 5)")
+    scale.add_arguments(p)
     return p
 
 
@@ -105,7 +112,7 @@ def main(argv: list[str]) -> int:
         print(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
         return 2
     code = 0
-    for name in args.names or list(BENCHMARKS):
+    for name in args.names or [n for n in BENCHMARKS if n not in NOT_BY_DEFAULT]:
         code |= BENCHMARKS[name](args)
     return code
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +25,7 @@ from ledger.events import EventDraft
 from ledger.files import write_new_file
 from ledger.keys import NoteKey, load_or_create_private_key
 from ledger.local_tsa import LocalTimestampAuthority, LocalTsaServer
-from ledger.sealer import Sealer, SealerThread
+from ledger.sealer import FileSealerLock, Sealer, SealerLock, SealerThread
 from ledger.settings import Settings
 from ledger.sqlite_store import SQLiteLedgerStore
 from ledger.store import LedgerStore, Receipt, StoredCheckpoint
@@ -66,6 +66,7 @@ class Ledger:
         self._tsa_server: LocalTsaServer | None = None
         self._timestamp_client: TimestampClient | None = None
         self._sealer_thread: SealerThread | None = None
+        self._sealer_lock: SealerLock | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Ledger:
@@ -141,12 +142,36 @@ class Ledger:
     ) -> list[Receipt]:
         return self.store.append(drafts, expected=expected)
 
-    def sealer(self) -> Sealer:
-        return Sealer(self.store, self.key, self.timestamp_client())
+    def sealer_lock(self) -> SealerLock:
+        """This process's ticket in the election of the log's one sealer.
 
-    def start_sealer(self) -> SealerThread:
+        PostgreSQL: a session advisory lock, so one sealer among every worker and host on
+        the database. SQLite: a ``flock`` beside the database file, so one among the
+        processes (``serve --workers N``, ``evidence-ledger sealer``) sharing the file.
+        """
+        if self._sealer_lock is None:
+            if self.store.backend == "postgres":
+                from ledger.postgres_store import PostgresSealerLock
+
+                assert self.settings.database_url is not None
+                self._sealer_lock = PostgresSealerLock(self.settings.database_url)
+            else:
+                path = self.settings.sqlite_path
+                self._sealer_lock = FileSealerLock(
+                    path.with_name(path.name + ".sealer-lock"), self.store
+                )
+        return self._sealer_lock
+
+    def sealer(self) -> Sealer:
+        """The sealer of this log, signing only while this process holds the sealer lock."""
+        return Sealer(self.store, self.key, self.timestamp_client(), lock=self.sealer_lock())
+
+    def start_sealer(self, on_change: Callable[[bool], None] | None = None) -> SealerThread:
+        """Run the sealer in the background: it seals when elected, else stands by."""
         if self._sealer_thread is None:
-            self._sealer_thread = SealerThread(self.sealer(), self.settings.seal_interval)
+            self._sealer_thread = SealerThread(
+                self.sealer(), self.settings.seal_interval, on_change=on_change
+            )
             self._sealer_thread.start()
         return self._sealer_thread
 
@@ -174,6 +199,9 @@ class Ledger:
         if self._sealer_thread is not None:
             self._sealer_thread.stop()
             self._sealer_thread = None
+        if self._sealer_lock is not None:
+            self._sealer_lock.release()
+            self._sealer_lock = None
         if self._tsa_server is not None:
             self._tsa_server.stop()
             self._tsa_server = None

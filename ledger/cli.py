@@ -78,7 +78,9 @@ def seal(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     with _open(data_dir, database_url) as ledger:
         sealer = ledger.sealer()
         made = sealer.seal()
-        if made is None:
+        if made is None and sealer.lock is not None and not sealer.lock.held:
+            console.print("another sealer holds the sealer lock and signs this log's checkpoints")
+        elif made is None:
             console.print("the latest checkpoint already covers the whole log")
         else:
             console.print(f"signed a checkpoint at size {made.tree_size}")
@@ -88,6 +90,38 @@ def seal(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
             errors.print(f"[red]timestamping failed[/red]: {exc}; checkpoints stay untimestamped")
             raise typer.Exit(1) from exc
         console.print(f"timestamped {count} checkpoint(s)")
+
+
+@app.command(name="sealer")
+def sealer_command(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Run the sealer alone (no HTTP) until stopped: it seals while elected, else stands by.
+
+    One sealer per log signs: the holder of the sealer lock (on PostgreSQL an advisory
+    lock, on SQLite a file lock). Others, here or in `serve` workers, take over within
+    one sealing interval once the holder is gone.
+    """
+    import signal
+    import threading
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stopped = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def announce(holding: bool) -> None:
+        state = "elected: sealing" if holding else "standing by"
+        print(f"sealer {state}", flush=True)
+
+    with _open(data_dir, database_url) as ledger:
+        print(f"sealer started for log {ledger.key.name}", flush=True)
+        announce(False)
+        ledger.start_sealer(on_change=announce)
+        stopped.wait()
+    print("sealer stopped", flush=True)
 
 
 def _print_report(report: AuditReport) -> None:

@@ -65,6 +65,10 @@ class InconsistentCheckpoint(CheckpointError):
     """Signing was refused: the new tree head does not extend an earlier checkpoint."""
 
 
+class SealerLockLost(CheckpointError):
+    """This process no longer holds the sealer lock (its connection closed): it must not sign."""
+
+
 class KeyMismatch(CheckpointError):
     """The ledger key on disk is not the key this database was first sealed with."""
 

@@ -10,6 +10,7 @@ level 1 and up. :func:`select_nodes` reads any mix of both in one statement.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,11 +27,18 @@ SELECT_HEAD = (
     "SELECT originator_version, state FROM stored_events WHERE originator_id = ? "
     "ORDER BY originator_version DESC LIMIT 1"
 )
+#: Streams whose heads one :meth:`Transaction.heads` call reads.
+HEADS_PER_STATEMENT = 1000
 INSERT_LEAF = (
     "INSERT INTO ledger_log (leaf_index, event_id, stream_id, sequence, leaf_hash) "
     "VALUES (?, ?, ?, ?, ?)"
 )
 INSERT_NODE = "INSERT INTO ledger_nodes (node_id, hash) VALUES (?, ?)"
+SELECT_LAST_EVENT = (
+    "SELECT e.state FROM ledger_log l JOIN stored_events e "
+    "ON e.originator_id = l.stream_id AND e.originator_version = l.sequence "
+    "WHERE l.leaf_index = ?"
+)
 
 
 def select_nodes(nodes: Sequence[Node]) -> tuple[str, list[int]]:
@@ -66,6 +74,12 @@ class Transaction(Protocol):
 
     def execute(self, sql: str, params: Sequence[Any]) -> None: ...
 
+    def heads(self, stream_keys: Sequence[Any]) -> list[Sequence[Any]]:
+        """``(stream key, last sequence, canonical bytes)`` of each given stream that has
+        events, read as one index probe per stream in as few round trips as the backend
+        allows."""
+        ...
+
 
 #: Run inside the transaction after the events and their leaves are written, before the
 #: commit: ``(transaction, first leaf index, events)``. Whatever it raises rolls back all.
@@ -87,6 +101,7 @@ class Written:
     size: int
     frontier: dict[Node, bytes]
     heads: dict[UUID, Head]
+    last_time: str | None
 
 
 class LogWriter:
@@ -105,6 +120,7 @@ class LogWriter:
         self._size = -1
         self._frontier: dict[Node, bytes] = {}
         self._heads: OrderedDict[UUID, Head] = OrderedDict()
+        self._last_time: str | None = None
 
     def write(
         self,
@@ -120,12 +136,14 @@ class LogWriter:
         size = 0 if rows[0][0] is None else int(rows[0][0]) + 1
         if self._size == size:
             frontier = dict(self._frontier)
+            last_time = self._last_time
         else:
             self.forget()
             frontier = _read_frontier(tx, size)
+            last_time = _read_last_time(tx, size)
         # Heads this transaction reads or writes go to an overlay, merged only on commit.
         overlay: dict[UUID, Head] = {}
-        events = build(_HeadReader(tx, self._heads, overlay, self._stream_key))
+        events = build(_HeadReader(tx, self._heads, overlay, self._stream_key, last_time))
         tx.insert_events(events)
         tx.insert_many(
             INSERT_LEAF,
@@ -150,12 +168,14 @@ class LogWriter:
         for event in events:
             overlay[event.stream_id] = (event.sequence, event.hash)
         edge = {n: frontier[n] for n in merkle.frontier(new_size)}
-        return Written(size, events, new_size, edge, overlay)
+        times = [str(e.envelope["server_time"]) for e in events]
+        return Written(size, events, new_size, edge, overlay, max(times) if times else last_time)
 
     def committed(self, written: Written) -> None:
         """Remember the right edge and heads of a transaction that committed."""
         self._size = written.size
         self._frontier = written.frontier
+        self._last_time = written.last_time
         for stream_id, head in written.heads.items():
             self._heads[stream_id] = head
             self._heads.move_to_end(stream_id)
@@ -167,6 +187,7 @@ class LogWriter:
         self._size = -1
         self._frontier = {}
         self._heads.clear()
+        self._last_time = None
 
 
 class _HeadReader:
@@ -178,22 +199,62 @@ class _HeadReader:
         remembered: Mapping[UUID, Head],
         overlay: dict[UUID, Head],
         stream_key: Callable[[UUID], Any],
+        last_time: str | None,
     ) -> None:
         self._tx = tx
         self._remembered = remembered
         self._overlay = overlay
         self._stream_key = stream_key
+        self._last_time = last_time
+        self._new: set[UUID] = set()
+
+    def last_server_time(self) -> str | None:
+        return self._last_time
+
+    def prefetch(self, stream_ids: Iterable[UUID]) -> None:
+        """Read the heads of the streams not yet known, many per round trip.
+
+        A batch touching many streams (most of them new tasks) would otherwise make one
+        round trip per stream; a stream found to have no events is remembered as new.
+        """
+        wanted = [
+            s
+            for s in dict.fromkeys(stream_ids)
+            if s not in self._overlay and s not in self._remembered and s not in self._new
+        ]
+        if len(wanted) < 2:
+            return  # head() reads a single stream in one statement anyway
+        for start in range(0, len(wanted), HEADS_PER_STATEMENT):
+            chunk = {self._stream_key(s): s for s in wanted[start : start + HEADS_PER_STATEMENT]}
+            found: set[UUID] = set()
+            for key, sequence, state in self._tx.heads(list(chunk)):
+                stream_id = chunk[key]
+                self._overlay[stream_id] = int(sequence), merkle.leaf_hash(bytes(state))
+                found.add(stream_id)
+            self._new.update(s for s in chunk.values() if s not in found)
 
     def head(self, stream_id: UUID) -> Head | None:
         known = self._overlay.get(stream_id) or self._remembered.get(stream_id)
         if known is not None:
             return known
+        if stream_id in self._new:
+            return None
         rows = self._tx.query(SELECT_HEAD, [self._stream_key(stream_id)])
         if not rows:
             return None
         head = int(rows[0][0]), merkle.leaf_hash(bytes(rows[0][1]))
         self._overlay[stream_id] = head
         return head
+
+
+def _read_last_time(tx: Transaction, size: int) -> str | None:
+    """The server time of the log's last event (``None`` for an empty log)."""
+    if size == 0:
+        return None
+    rows = tx.query(SELECT_LAST_EVENT, [size - 1])
+    if not rows:
+        raise RuntimeError(f"log storage has no event for leaf {size - 1}")
+    return str(json.loads(bytes(rows[0][0]))["server_time"])
 
 
 def _read_frontier(tx: Transaction, size: int) -> dict[Node, bytes]:

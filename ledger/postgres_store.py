@@ -7,6 +7,9 @@ order without gaps, while readers (proofs, checkpoints) are never blocked.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -24,12 +27,29 @@ from eventsourcing.postgres import (
 from psycopg.sql import SQL, Identifier
 
 from ledger import log_writer, schema
-from ledger.errors import ConfigurationError, ConstraintViolation, StoreUnavailable
+from ledger.errors import (
+    ConfigurationError,
+    ConstraintViolation,
+    SealerLockLost,
+    StoreUnavailable,
+)
 from ledger.events import Event
-from ledger.store import BuildEvents, LedgerStore, Row
+from ledger.sealer import SealerLock
+from ledger.store import BuildEvents, LedgerStore, Row, StoredCheckpoint, join_hashes
 
 # Any fixed 64-bit number: serialises concurrent first starts creating the schema.
 _SCHEMA_LOCK_KEY = 0x45564C4544474552
+
+# The sealer lock uses PostgreSQL's two-key form (int4, int4), a key space apart from the
+# one-key (bigint) form of the schema lock: this fixed class, and the schema's own key.
+SEALER_LOCK_CLASS = 0x45564C53
+
+
+_SELECT_HEADS = SQL(
+    "SELECT h.originator_id, h.originator_version, h.state FROM unnest(%s::uuid[]) AS k(id) "
+    "CROSS JOIN LATERAL (SELECT originator_id, originator_version, state FROM stored_events "
+    "WHERE originator_id = k.id ORDER BY originator_version DESC LIMIT 1) AS h"
+)
 
 
 def _pg(sql: str) -> str:
@@ -54,8 +74,7 @@ class _LedgerPostgresDatastore(PostgresDatastore):
         return after_connect
 
 
-def datastore_from_url(url: str, *, pool_size: int = 4) -> PostgresDatastore:
-    """A datastore for ``postgresql://user:password@host:port/dbname?schema=name``."""
+def _parse_url(url: str) -> dict[str, Any]:
     parsed = urlparse(url)
     if parsed.scheme not in ("postgres", "postgresql"):
         raise ConfigurationError(f"not a PostgreSQL URL: scheme {parsed.scheme!r}")
@@ -63,13 +82,20 @@ def datastore_from_url(url: str, *, pool_size: int = 4) -> PostgresDatastore:
     if not dbname:
         raise ConfigurationError("the PostgreSQL URL names no database")
     options = parse_qs(parsed.query)
+    return {
+        "dbname": dbname,
+        "host": parsed.hostname or "localhost",
+        "port": parsed.port or 5432,
+        "user": unquote(parsed.username or "postgres"),
+        "password": unquote(parsed.password or ""),
+        "schema": options.get("schema", [""])[0],
+    }
+
+
+def datastore_from_url(url: str, *, pool_size: int = 4) -> PostgresDatastore:
+    """A datastore for ``postgresql://user:password@host:port/dbname?schema=name``."""
     return _LedgerPostgresDatastore(
-        dbname=dbname,
-        host=parsed.hostname or "localhost",
-        port=parsed.port or 5432,
-        user=unquote(parsed.username or "postgres"),
-        password=unquote(parsed.password or ""),
-        schema=options.get("schema", [""])[0],
+        **_parse_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         connect_timeout=10.0,
@@ -93,6 +119,12 @@ class _PostgresWrite:
 
     def execute(self, sql: str, params: Sequence[Any]) -> None:
         self._cursor.execute(_pg(sql), params)
+
+    def heads(self, stream_keys: Sequence[Any]) -> list[Sequence[Any]]:
+        # One statement, one backward index probe per stream (as SELECT_HEAD does), planned
+        # the same whatever the table's statistics say.
+        self._cursor.execute(_SELECT_HEADS, [list(stream_keys)])
+        return [tuple(row.values()) for row in self._cursor.fetchall()]
 
     def insert_events(self, events: Sequence[Event]) -> None:
         # eventsourcing's unnest() insert, without its own table lock (already held).
@@ -206,3 +238,156 @@ class PostgresLedgerStore(LedgerStore):
 
     def close(self) -> None:
         self.datastore.close()
+
+
+def sealer_lock_key(schema: str) -> tuple[int, int]:
+    """The advisory lock key of the sealer of the ledger in ``schema`` (``""``: public).
+
+    Advisory locks are per database, so each schema's ledger gets its own second key, a
+    digest of the schema name (31 bits, so it reads the same as an ``oid`` in ``pg_locks``).
+    """
+    digest = hashlib.sha256(schema.encode()).digest()
+    return SEALER_LOCK_CLASS, int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+_HOLDS_SEALER_LOCK = SQL(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+    "AND pid = pg_backend_pid() AND granted AND classid = %s::oid AND objid = %s::oid "
+    "AND objsubid = 2 AND database = "
+    "(SELECT oid FROM pg_database WHERE datname = current_database()))"
+)
+_INSERT_CHECKPOINT = SQL(
+    "INSERT INTO ledger_checkpoints "
+    "(tree_size, root_hash, note, previous_size, consistency_proof, signed_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s)"
+)
+
+
+class PostgresSealerLock(SealerLock):
+    """The sealer election on PostgreSQL: a session-level ``pg_try_advisory_lock``.
+
+    The lock is held by one dedicated connection. PostgreSQL releases it when that session
+    ends: the holder closes it, its process dies (the server sees the socket close at
+    once), or its host stops answering (the server's TCP keepalives, set here to give up
+    after about :attr:`keepalive_seconds`). The holder confirms the lock in ``pg_locks``
+    before each signature and inserts each checkpoint on the lock's own connection, in a
+    transaction that checks the lock again, so a checkpoint is stored only by a session
+    that holds the lock at that moment. Client side, ``tcp_user_timeout`` bounds how long
+    a holder cut off from the server can wait on the connection before it counts the lock
+    as lost.
+    """
+
+    keepalive_seconds = 10
+
+    def __init__(self, url: str) -> None:
+        options = _parse_url(url)
+        self._schema = options.pop("schema")
+        self._conninfo = options
+        self.key = sealer_lock_key(self._schema)
+        self._connection: psycopg.Connection[Any] | None = None
+        self._held = False
+        self._mutex = threading.Lock()
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the lock's session, if connected (for operators and tests)."""
+        connection = self._connection
+        return None if connection is None or connection.closed else connection.info.backend_pid
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        connection = psycopg.connect(
+            **self._conninfo,
+            autocommit=True,
+            connect_timeout=5,
+            application_name="evidence-ledger sealer",
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+            tcp_user_timeout=self.keepalive_seconds * 1000,
+        )
+        try:
+            # The server's side of the same: a holder whose host vanished loses the lock.
+            connection.execute("SET tcp_keepalives_idle = 5")
+            connection.execute("SET tcp_keepalives_interval = 2")
+            connection.execute("SET tcp_keepalives_count = 3")
+            connection.execute(f"SET tcp_user_timeout = {self.keepalive_seconds * 1000}")
+            if self._schema:
+                connection.execute(SQL("SET search_path TO {0}").format(Identifier(self._schema)))
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _drop(self) -> None:
+        self._held = False
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            finally:
+                self._connection = None
+
+    def _holds(self, connection: psycopg.Connection[Any]) -> bool:
+        row = connection.execute(_HOLDS_SEALER_LOCK, self.key).fetchone()
+        return bool(row and row[0])
+
+    def acquire(self) -> bool:
+        with self._mutex:
+            try:
+                if self._connection is None or self._connection.closed:
+                    self._drop()
+                    self._connection = self._connect()
+                connection = self._connection
+                if self._held and self._holds(connection):
+                    return True
+                row = connection.execute(
+                    SQL("SELECT pg_try_advisory_lock(%s, %s)"), self.key
+                ).fetchone()
+                self._held = bool(row and row[0])
+                return self._held
+            except psycopg.Error:
+                self._drop()  # a lost session holds nothing; the next call reconnects
+                return False
+
+    def publish(self, checkpoint: StoredCheckpoint) -> None:
+        with self._mutex:
+            connection = self._connection
+            if not self._held or connection is None or connection.closed:
+                self._drop()
+                raise SealerLockLost("this process does not hold the sealer lock")
+            try:
+                with connection.transaction():
+                    if not self._holds(connection):
+                        raise SealerLockLost("the sealer lock is no longer held by this session")
+                    connection.execute(
+                        _INSERT_CHECKPOINT,
+                        [
+                            checkpoint.tree_size,
+                            checkpoint.root_hash,
+                            checkpoint.note,
+                            checkpoint.previous_size,
+                            join_hashes(checkpoint.consistency_proof),
+                            checkpoint.signed_at,
+                        ],
+                    )
+            except psycopg.errors.UniqueViolation as exc:
+                raise ConstraintViolation(f"the ledger database refused the row: {exc}") from exc
+            except SealerLockLost:
+                self._drop()
+                raise
+            except psycopg.Error as exc:
+                # The commit's fate may be unknown; the next holder reads what is stored.
+                self._drop()
+                raise SealerLockLost(f"the sealer lock's connection failed: {exc}") from exc
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._held and self._connection is not None and not self._connection.closed:
+                # Closing the session below releases the lock anyway.
+                with contextlib.suppress(psycopg.Error):
+                    self._connection.execute(SQL("SELECT pg_advisory_unlock(%s, %s)"), self.key)
+            self._drop()

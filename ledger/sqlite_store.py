@@ -70,6 +70,16 @@ class _SQLiteWrite:
     def execute(self, sql: str, params: Sequence[Any]) -> None:
         self._cursor.execute(sql, params)
 
+    def heads(self, stream_keys: Sequence[Any]) -> list[Sequence[Any]]:
+        # In-process: a statement per stream costs no round trip.
+        found: list[Sequence[Any]] = []
+        for key in stream_keys:
+            self._cursor.execute(log_writer.SELECT_HEAD, [key])
+            row = self._cursor.fetchone()
+            if row is not None:
+                found.append((key, row[0], row[1]))
+        return found
+
     def insert_events(self, events: Sequence[Event]) -> None:
         # eventsourcing's own insert statement, run once for the batch: notification ids
         # are not needed (the log's leaf index is the ledger's order), and the rows are

@@ -11,7 +11,7 @@ log, so an event is acknowledged only once it is in the tree.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -86,6 +86,12 @@ class WriteReader(Protocol):
     def head(self, stream_id: UUID) -> tuple[int, bytes] | None:
         """A stream's last ``(sequence, event hash)``, or ``None`` for a new stream."""
 
+    def last_server_time(self) -> str | None:
+        """The ``server_time`` of the log's last event, or ``None`` for an empty log."""
+
+    def prefetch(self, stream_ids: Iterable[UUID]) -> None:
+        """Read the heads of many streams at once, so :meth:`head` needs no round trip."""
+
 
 BuildEvents = Callable[[WriteReader], list[Event]]
 
@@ -106,6 +112,19 @@ def _receipts(first: int, events: Sequence[Event]) -> list[Receipt]:
         )
         for offset, event in enumerate(events)
     ]
+
+
+def not_before(now: datetime, last: str | None) -> datetime:
+    """``now``, or the last event's server time if the clock has stepped back behind it.
+
+    Server time never goes backwards in log order: after a clock step back (an NTP
+    correction, a VM restored), events carry the last recorded time until the clock
+    catches up, so the order of times agrees with the order of the log.
+    """
+    if last is None:
+        return now
+    recorded = datetime.strptime(last, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return recorded if now < recorded else now
 
 
 def join_hashes(hashes: Sequence[bytes]) -> bytes:
@@ -231,9 +250,10 @@ class LedgerStore(ABC):
         expected = dict(expected or {})
 
         def build(reader: WriteReader) -> list[Event]:
-            server_time = self.clock()
+            server_time = not_before(self.clock(), reader.last_server_time())
             heads: dict[UUID, tuple[int, bytes | None]] = {}
             events: list[Event] = []
+            reader.prefetch(draft.stream_id for draft in drafts)
             for draft in drafts:
                 if draft.stream_id not in heads:
                     current = reader.head(draft.stream_id)

@@ -126,6 +126,23 @@ class LedgerStoreContract:
         assert one.root(12) == ReferenceTree([e.canonical for e in entries]).root(12)
         assert two.root(12) == one.root(12)
 
+    def test_a_batch_over_many_known_and_new_streams_chains_each_onto_its_stored_head(
+        self, make_store: MakeStore
+    ) -> None:
+        one, two = make_store(), make_store()
+        streams = [uuid.uuid4() for _ in range(1200)]  # more than one statement's worth
+        one.append([draft(s) for s in streams for _ in range(2)])
+        one.append([draft(s) for s in streams[:5]])
+        # two remembers no heads: it reads them, hundreds per statement, under the lock.
+        fresh = [uuid.uuid4() for _ in range(30)]
+        receipts = two.append([draft(s) for s in [*streams, *fresh, streams[0]]])
+        sequences = [r.sequence for r in receipts]
+        assert sequences == [4] * 5 + [3] * 1195 + [1] * 30 + [5]
+        for stream in (streams[0], streams[4], streams[5], streams[-1], fresh[0]):
+            events = two.read_stream(stream)
+            assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+            assert [e.prev for e in events] == [None] + [e.hash for e in events[:-1]]
+
     def test_duplicate_event_id_is_refused_and_stores_nothing(self, store: LedgerStore) -> None:
         event_id = uuid.uuid4()
         store.append([draft(event_id=event_id)])
