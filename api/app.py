@@ -81,6 +81,10 @@ class ProjectionFollower(threading.Thread):
                 self.projection.catch_up()
                 if self.after is not None:
                     self.after(self.projection.position)
+            except problems.UNAVAILABLE as exc:
+                # The database is away (restarting, out of space): say so once per pass,
+                # without a stack trace, and catch up when it is back.
+                _LOG.warning("projection catch-up: database unavailable (%s); trying again", exc)
             except (LedgerError, OSError):
                 _LOG.exception("projection catch-up failed; trying again")
             except Exception:

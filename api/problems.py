@@ -10,8 +10,11 @@ ever reaches the caller: unexpected errors become a bare 500.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
+from eventsourcing.persistence import InterfaceError as DatabaseInterfaceError
+from eventsourcing.persistence import OperationalError as DatabaseOperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -115,6 +118,29 @@ def problem_for(exc: LedgerError) -> Problem:
     raise AssertionError("LedgerError is the last entry")  # pragma: no cover
 
 
+#: Errors of the database libraries that mean "unavailable now", not "wrong request": a
+#: lost or refused connection, a pool that found none in time, a full disk, a lock held
+#: too long. They reach the edge from code that talks to the database without going
+#: through the store (tenancy, projections); each is answered 503 with ``Retry-After``.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    DatabaseOperationalError,
+    DatabaseInterfaceError,
+    sqlite3.OperationalError,
+)
+
+
+def store_unavailable(exc: BaseException) -> Problem:
+    """The 503 for a database that is away; its detail says so without internals."""
+    return Problem(
+        503,
+        "store-unavailable",
+        "the ledger database is unavailable (connection lost, restarting or out of space); "
+        "retry later with the same Idempotency-Key (if this request was stored after all, "
+        "the retry gets its first answer)",
+        headers={"Retry-After": "1"},
+    )
+
+
 def install(app: FastAPI) -> None:
     """Route every error through one problem+json shape."""
 
@@ -142,6 +168,12 @@ def install(app: FastAPI) -> None:
         detail = f"{first['field']}: {first['reason']}"
         return Problem(422, "invalid-request", detail, errors=errors).response(request.url.path)
 
+    async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
+        # The database went away (restarted, unreachable, out of space) under code that
+        # reads or writes it directly; a retry with the same key is safe.
+        _LOG.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return store_unavailable(exc).response(request.url.path)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         _LOG.exception("unexpected error on %s %s", request.method, request.url.path)
         return Problem(500, "internal-error", "the ledger could not handle this request").response(
@@ -152,4 +184,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LedgerError, on_ledger_error)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    for database_down in UNAVAILABLE:
+        app.add_exception_handler(database_down, on_database_down)
     app.add_exception_handler(Exception, on_unexpected)

@@ -32,6 +32,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from api import problems
 from api.problems import Problem
 from api.security import (
     ApiSettings,
@@ -48,7 +49,7 @@ from api.security import (
     within_limit,
 )
 from api.tenancy import Principal, TenantStore
-from ledger.errors import ConstraintViolation, DuplicateEvent, InvalidEvent
+from ledger.errors import ConstraintViolation, DuplicateEvent, InvalidEvent, StoreUnavailable
 from ledger.events import (
     Actor,
     EventDraft,
@@ -429,6 +430,10 @@ class _Job:
     error: BaseException | None = None
 
 
+#: Errors that mean the database is away now, not that a request is wrong.
+_UNAVAILABLE: tuple[type[Exception], ...] = (StoreUnavailable, *problems.UNAVAILABLE)
+
+
 class GroupCommit:
     """Appends of concurrent requests in one transaction (one commit, one fsync).
 
@@ -436,10 +441,11 @@ class GroupCommit:
     every append waiting (up to :attr:`max_events`) in one :meth:`LedgerStore.append`,
     each request's own writes (``also``) with it. Under no load an append commits alone,
     at once. If a combined append is refused (one request's replayed event id, a stream
-    another tenant claimed, a raced idempotency key, an invalid event, a database error),
-    nothing of it was stored, and each request is appended on its own: one bad request
-    never fails another, each gets its own receipts or refusal, and every request stays
-    all or nothing. Receipts are handed out only after the commit.
+    another tenant claimed, a raced idempotency key, an invalid event), nothing of it was
+    stored, and each request is appended on its own: one bad request never fails another,
+    each gets its own receipts or refusal, and every request stays all or nothing. If the
+    database is unavailable, every request of the group gets that error (a 503) at once.
+    Receipts are handed out only after the commit.
     """
 
     def __init__(self, store: LedgerStore, max_events: int = 2000) -> None:
@@ -521,6 +527,12 @@ class GroupCommit:
 
             try:
                 receipts = self.store.append(drafts, also=also)
+            except _UNAVAILABLE as exc:
+                # The database is away: one by one, each retry would wait for a connection
+                # in turn (n times the pool's timeout); every request gets the 503 now.
+                for job in group:
+                    job.error, job.finished = exc, True
+                return
             except Exception as exc:
                 # Nothing was stored: each request on its own, below. (Had the commit
                 # itself failed after all, each retry finds its event ids taken, and its

@@ -4,6 +4,7 @@ and group commit of concurrent requests (one transaction for many, each all or n
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import uuid
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ import orjson
 
 from api.problems import Problem
 from api.routes_events import GroupCommit
-from ledger.errors import DuplicateEvent
+from ledger.errors import DuplicateEvent, StoreUnavailable
 from ledger.events import EventDraft
 from ledger.log_writer import Transaction
 from ledger.store import AlsoWrite, LedgerStore, Receipt
@@ -202,3 +203,25 @@ def test_one_bad_request_in_a_group_fails_only_itself(api: ApiWorld) -> None:
     assert store._existing_event_ids([r.event_id for r in results[0] + results[3]]) == {
         r.event_id for r in results[0] + results[3]
     }
+
+
+def test_a_database_away_fails_the_whole_group_at_once(api: ApiWorld) -> None:
+    """No one-by-one retries while the database is unavailable: each would wait for a
+    connection in turn, past the callers' timeouts; every request gets the 503 error now."""
+    store = api.ledger.store
+    size = store.tree_size()
+
+    def disk_full(tx: Transaction, receipts: list[Receipt]) -> None:
+        raise sqlite3.OperationalError("database or disk is full")  # SQLite's SQLITE_FULL
+
+    jobs: list[tuple[list[EventDraft], AlsoWrite]] = [
+        ([draft()], _noop),
+        ([draft()], disk_full),
+        ([draft(), draft()], _noop),
+    ]
+    gate, results = _run_group(store, jobs)
+    assert gate.calls == [1, 4]  # the held one, then the group once, never one by one
+    # SQLite's store reports it as StoreUnavailable, PostgreSQL's passes it on: both 503
+    assert all(isinstance(r, (StoreUnavailable, sqlite3.OperationalError)) for r in results)
+    assert len({type(r) for r in results}) == 1, results
+    assert store.tree_size() == size + 1  # only the held append
