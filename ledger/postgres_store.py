@@ -35,7 +35,7 @@ from ledger.errors import (
 )
 from ledger.events import Event
 from ledger.sealer import SealerLock
-from ledger.store import BuildEvents, LedgerStore, Row, StoredCheckpoint, join_hashes
+from ledger.store import BuildEvents, LedgerStore, Row, StoredCheckpoint, checkpoint_row
 
 # Any fixed 64-bit number: serialises concurrent first starts creating the schema.
 _SCHEMA_LOCK_KEY = 0x45564C4544474552
@@ -363,17 +363,7 @@ class PostgresSealerLock(SealerLock):
                 with connection.transaction():
                     if not self._holds(connection):
                         raise SealerLockLost("the sealer lock is no longer held by this session")
-                    connection.execute(
-                        _INSERT_CHECKPOINT,
-                        [
-                            checkpoint.tree_size,
-                            checkpoint.root_hash,
-                            checkpoint.note,
-                            checkpoint.previous_size,
-                            join_hashes(checkpoint.consistency_proof),
-                            checkpoint.signed_at,
-                        ],
-                    )
+                    connection.execute(_INSERT_CHECKPOINT, checkpoint_row(checkpoint))
             except psycopg.errors.UniqueViolation as exc:
                 raise ConstraintViolation(f"the ledger database refused the row: {exc}") from exc
             except SealerLockLost:

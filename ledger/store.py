@@ -127,6 +127,19 @@ def not_before(now: datetime, last: str | None) -> datetime:
     return recorded if now < recorded else now
 
 
+def checkpoint_row(checkpoint: StoredCheckpoint) -> list[Any]:
+    """A checkpoint's ``ledger_checkpoints`` values: tree_size, root_hash, note,
+    previous_size, consistency_proof, signed_at."""
+    return [
+        checkpoint.tree_size,
+        checkpoint.root_hash,
+        checkpoint.note,
+        checkpoint.previous_size,
+        join_hashes(checkpoint.consistency_proof),
+        checkpoint.signed_at,
+    ]
+
+
 def join_hashes(hashes: Sequence[bytes]) -> bytes:
     """Store a list of 32-byte hashes as one blob."""
     return b"".join(hashes)
@@ -486,14 +499,7 @@ class LedgerStore(ABC):
             "INSERT INTO ledger_checkpoints "
             "(tree_size, root_hash, note, previous_size, consistency_proof, signed_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                checkpoint.tree_size,
-                checkpoint.root_hash,
-                checkpoint.note,
-                checkpoint.previous_size,
-                join_hashes(checkpoint.consistency_proof),
-                checkpoint.signed_at,
-            ],
+            checkpoint_row(checkpoint),
         )
 
     def _timestamp(self, row: Row) -> StoredTimestamp:
