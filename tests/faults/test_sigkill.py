@@ -81,13 +81,6 @@ def test_sigkill_while_the_sealer_signs_and_timestamps_loses_nothing(
     print(f"{deployment.backend}: {ROUNDS} SIGKILLs while sealing; {verdict.line()}")
 
 
-def _has_sealer_command() -> bool:
-    probe = subprocess.run(
-        [str(BIN / "evidence-ledger"), "sealer", "--help"], capture_output=True, timeout=60
-    )
-    return probe.returncode == 0
-
-
 class SealerProcess:
     """``evidence-ledger sealer`` as a subprocess; it says on stdout when it is elected."""
 
@@ -142,8 +135,6 @@ def test_sigkill_of_the_elected_sealer_process_hands_over_and_loses_nothing(
     """With a separate ``evidence-ledger sealer`` beside the server, each round kills
     whichever of the two is the elected sealer, just after it signed a checkpoint; the
     other takes over, and the killed one is started again (and stands by)."""
-    if not _has_sealer_command():
-        pytest.skip("this build has no `evidence-ledger sealer` command")
     assert deployment.tenant is not None
     deployment.env["EVIDENCE_LEDGER_SEAL_INTERVAL"] = "0.01"
     sealer = SealerProcess(deployment, tmp_path / "sealer.log")
