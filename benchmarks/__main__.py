@@ -82,6 +82,12 @@ def parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--skip-peer", action="store_true", help="time ours only")
     d.add_argument(
+        "--projection-runs",
+        type=int,
+        default=3,
+        help="timed catch-ups of each kind, each in a new process; the median counts (default 3)",
+    )
+    d.add_argument(
         "--profile-projection", action="store_true", help="cProfile ours and print the top"
     )
     e = p.add_argument_group("api (HTTP appends; also --postgres-url, --skip-postgres)")

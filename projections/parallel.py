@@ -1,10 +1,11 @@
 """Catching up a long way (a cold start) with one fold process per core.
 
 Tasks are independent, so the fold splits by task: worker ``i`` of ``n`` folds the tasks
-whose stream key hashes (CRC-32, the same in every process) to ``i``. Each worker reads
-every leaf of a batch, decodes and applies only its own, and sends back the rows of the
-tasks it changed. The parent writes each batch — every worker's rows and the new position
-— in one transaction, in leaf order, exactly as a single projector would; so the stored
+whose id's last byte is ``i`` modulo ``n`` (:func:`partition_sql`). Each worker reads only
+its own leaves of a batch (the database filters them), decodes and applies them, and sends
+back the rows of the tasks it changed and one act row per event, sorted and marshalled.
+The parent writes each batch — every worker's rows and the new position — in one
+transaction, in primary-key order, exactly as a single projector would; so the stored
 rows and position never disagree and a crash resumes from the last written batch. While
 the parent writes batch ``k``, the workers fold batch ``k + 1``.
 
@@ -15,17 +16,17 @@ the same leaves; events appended meanwhile are left to the next catch-up.
 from __future__ import annotations
 
 import gc
+import marshal
 import multiprocessing
 import queue
 import traceback
-import zlib
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from ledger.store import LedgerStore
 from ledger.workflow.state import TaskState
+from projections.batch import BatchRows
 from projections.database import database_for
 from projections.task_rows import act_row, apply_safely, rows_for
 
@@ -36,12 +37,15 @@ AHEAD = 2
 #: Seconds to wait for a worker's batch before checking the workers are alive.
 _POLL_SECONDS = 1.0
 
+#: A worker reads only the leaves of its own tasks: ``{part}`` is the backend's SQL for a
+#: task's partition number (:func:`partition_sql`).
 _READ_RANGE = (
     "SELECT l.leaf_index, l.stream_id, l.sequence, e.state "
     "FROM ledger_log l LEFT JOIN stored_events e "
     "ON e.originator_id = l.stream_id AND e.originator_version = l.sequence "
-    "WHERE l.leaf_index >= ? AND l.leaf_index < ? ORDER BY l.leaf_index"
+    "WHERE l.leaf_index >= ? AND l.leaf_index < ? AND {part} = ? ORDER BY l.leaf_index"
 )
+_COUNT_RANGE = "SELECT count(*) FROM ledger_log WHERE leaf_index >= ? AND leaf_index < ?"
 _READ_STREAM = (
     "SELECT state FROM stored_events WHERE originator_id = ? AND originator_version < ? "
     "ORDER BY originator_version"
@@ -68,8 +72,21 @@ def _open(where: tuple[str, str]) -> LedgerStore:
     return PostgresLedgerStore(target)
 
 
-def partition(key: Any, workers: int) -> int:
-    return zlib.crc32(str(key).encode()) % workers
+def partition_sql(backend: str, workers: int) -> str:
+    """SQL giving the fold worker (``0 .. workers - 1``) of the task of ``ledger_log l``.
+
+    The last byte of the task id, so the database skips the other workers' events: on
+    SQLite the id is stored as 32 hex digits, on PostgreSQL as a ``uuid``. Task ids are
+    UUIDs whose last byte is random (versions 4, 5 and 7), so the shares are even.
+    """
+    if backend == "sqlite":
+        digits = "'0123456789abcdef'"
+        byte = (
+            f"((instr({digits}, substr(l.stream_id, 31, 1)) - 1) * 16"
+            f" + instr({digits}, substr(l.stream_id, 32, 1)) - 1)"
+        )
+        return f"({byte} % {int(workers)})"
+    return f"mod(get_byte(uuid_send(l.stream_id), 15), {int(workers)})"
 
 
 class _Held:
@@ -97,23 +114,20 @@ def _worker(
         db = database_for(store)
         held: dict[Any, _Held] = {}
         loads = orjson.loads
+        read = _READ_RANGE.format(part=partition_sql(db.backend, workers))
         while True:
             job = ranges.get()
             if job is None:
                 break
             index, start, end = job
-            log = db.query(_READ_RANGE, [start, end])
-            if len(log) != end - start:
-                raise RuntimeError(f"the log has {len(log)} leaves in [{start}, {end})")
+            (count,) = db.query(_COUNT_RANGE, [start, end])[0]
+            if count != end - start:
+                raise RuntimeError(f"the log has {count} leaves in [{start}, {end})")
             changed: dict[Any, _Held] = {}
             acts: list[tuple[Any, ...]] = []
-            expected = start
-            for leaf, key, sequence, state_bytes in log:
-                if leaf != expected or state_bytes is None:
-                    raise RuntimeError(f"the log has no leaf {expected} with its event")
-                expected += 1
-                if partition(key, workers) != number:
-                    continue
+            for leaf, key, sequence, state_bytes in db.query(read, [start, end, number]):
+                if state_bytes is None:
+                    raise RuntimeError(f"the log's leaf {leaf} has no stored event")
                 task = held.get(key)
                 if task is None or task.state.last_sequence != sequence - 1:
                     state = TaskState()
@@ -127,17 +141,15 @@ def _worker(
                 acts.append(act_row(task.task_id, leaf, before, envelope, task.state))
                 task.last_leaf = leaf
                 changed[key] = task
-            rows = []
+            batch = BatchRows()
+            batch.acts = acts
             for task in changed.values():
-                rows.append(
-                    (
-                        task.task_id,
-                        task.persisted,
-                        rows_for(task.task_id, task.state, task.last_leaf),
-                    )
-                )
+                rows = rows_for(task.task_id, task.state, task.last_leaf)
+                batch.add(task.task_id, task.persisted, rows)
                 task.persisted = True
-            results.put(("rows", number, index, (rows, acts)))
+            batch.sort()
+            # marshal, not pickle: several times faster both ways for these plain tuples.
+            results.put(("rows", number, index, marshal.dumps(batch.dump())))
         db.close()
     except BaseException:
         results.put(("error", number, -1, traceback.format_exc()))
@@ -148,7 +160,7 @@ def _worker(
 
 def catch_up_in_parallel(projection: Any, workers: int) -> int:
     """Bring ``projection`` (a TaskProjection) to the current head with ``workers`` folds."""
-    from projections.tasks import BatchRows, ProjectionError
+    from projections.tasks import ProjectionError
 
     start = projection.position
     head = projection.store.tree_size()
@@ -186,7 +198,7 @@ def catch_up_in_parallel(projection: Any, workers: int) -> int:
 
     for _ in range(AHEAD):
         send_next()
-    waiting: dict[int, list[Sequence[Any]]] = {}
+    waiting: dict[int, list[bytes]] = {}
     applied = 0
     try:
         for index, begin, end in ranges:
@@ -205,10 +217,9 @@ def catch_up_in_parallel(projection: Any, workers: int) -> int:
                 else:
                     waiting.setdefault(batch_index, []).append(payload)
             batch = BatchRows()
-            for rows, acts in parts:
-                for task_id, persisted, task_rows in rows:
-                    batch.add(task_id, persisted, task_rows)
-                batch.acts += acts
+            for payload in parts:
+                # From our own fold process over a private queue, never from outside.
+                batch.extend(BatchRows.load(marshal.loads(payload)))  # noqa: S302
             if not projection._write_rows(begin, end, batch):
                 break  # another projector moved on; the next catch-up starts from there
             projection._position = end

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from ledger.workflow.schedule import next_wakeup, waiting_since
-from ledger.workflow.state import StepState, TaskState, apply, parse_time
+from ledger.workflow.state import FINISHED_STATUSES, StepState, TaskState, apply, parse_time
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -127,6 +127,11 @@ ACT_TYPES = frozenset(
 #: Platforms an upstream app reports for phones and tablets (compared in lower case).
 MOBILE_PLATFORMS = frozenset({"ios", "ipados", "android", "harmonyos", "mobile"})
 _MOBILE_AGENT_MARKS = ("Mobile", "Android", "iPhone", "iPad")
+#: Acts for which the step's required identity factors are checked.
+_IDENTITY_CHECKED = frozenset({"step.approved", "document.signed"})
+_NO_CONTEXT: Mapping[str, Any] = {}
+_MOBILE_SEEN_SIZE = 4096
+_mobile_seen: dict[tuple[object, object], int] = {}
 
 
 class TaskRows(NamedTuple):
@@ -262,69 +267,89 @@ def act_row(
     workflow rules (:mod:`ledger.workflow.decide`) against the state the event met, so an
     event that reached the log without passing them (appended by an upstream app, say)
     shows up in the compliance views.
+
+    This runs once per event of a catch-up, so it reads the state's fields directly rather
+    than through its derived properties (``step_index``, ``finished``,
+    ``effective_deadline``), with the same meaning.
     """
     kind = envelope["type"]
-    actor_id = str(envelope["actor"]["id"])
+    actor_id = envelope["actor"]["id"]
+    if type(actor_id) is not str:
+        actor_id = str(actor_id)
     at = parse_time(envelope["server_time"])
-    context = envelope.get("context") or {}
+    context = envelope.get("context") or _NO_CONTEXT
     data = envelope.get("data")
-    named = data.get("step") if isinstance(data, Mapping) else None
-    index = before.step_index(named) if isinstance(named, str) else None
-    if index is None:
-        index = before.current
-    step = before.steps[index] if index is not None else None
+    named = data.get("step") if type(data) is dict or isinstance(data, Mapping) else None
+    steps = before.steps
+    current = before.current
+    index = current
+    if isinstance(named, str):
+        for number, candidate in enumerate(steps):
+            if candidate.spec.key == named:
+                index = number
+                break
+    step = steps[index] if index is not None else None
     in_turn, pending_since, self_act = 1, None, 0
     required = missing = ""
-    if kind in ACT_TYPES and before.created:
+    if step is not None and kind in ACT_TYPES and before.created:
+        spec = step.spec
         acting = (
-            step is not None
-            and index == before.current
-            and named == step.key
-            and not before.finished
+            index == current
+            and named == spec.key
+            and before.status not in FINISHED_STATUSES
             and actor_id in step.pending
         )
         in_turn = 1 if acting else 0
-        if acting and step is not None:
+        if acting:
             pending_since = micros(waiting_since(step, actor_id))
-        if step is not None:
-            required = ",".join(sorted(step.spec.required_factors))
-            if kind in ("step.approved", "document.signed"):
+        if spec.required_factors:
+            required = ",".join(sorted(spec.required_factors))
+            if kind in _IDENTITY_CHECKED:
                 missing = ",".join(_missing_factors(before, step, actor_id, at))
-            route = before.route
-            if (
-                kind == "step.approved"
-                and step.spec.role == "approver"
-                and route is not None
-                and actor_id == route.initiator
-                and not route.allow_self_approval
-            ):
-                self_act = 1
+        route = before.route
+        if (
+            kind == "step.approved"
+            and spec.role == "approver"
+            and route is not None
+            and actor_id == route.initiator
+            and not route.allow_self_approval
+        ):
+            self_act = 1
+    elif kind in ACT_TYPES and before.created:
+        in_turn = 0  # an act naming no step of a task that has no current one
+    # ``before.effective_deadline``: the earlier of the task's deadline and the current
+    # step's due time.
+    deadline = before.deadline
+    if current is not None:
+        due = steps[current].due_at
+        if due is not None and (deadline is None or due < deadline):
+            deadline = due
     platform = context.get("platform")
     agent = context.get("user_agent")
-    new_anomalies = after.anomalies[len(before.anomalies) :]
+    noted = len(before.anomalies)
     return (
         leaf_index,
         task_id,
         envelope["sequence"],
         kind,
-        micros(at),
+        (at - _EPOCH) // _MICROSECOND,
         actor_id,
         1 if actor_id.startswith("system:") else 0,
         index,
-        step.key if step is not None else None,
+        step.spec.key if step is not None else None,
         pending_since,
         context.get("ip"),
         context.get("connection_ip"),
         context.get("device_id"),
         platform,
         agent,
-        1 if _is_mobile(platform, agent) else 0,
+        _mobile(platform, agent),
         required,
         missing,
         in_turn,
         self_act,
-        micros(before.effective_deadline),
-        "; ".join(new_anomalies) if new_anomalies else None,
+        None if deadline is None else (deadline - _EPOCH) // _MICROSECOND,
+        "; ".join(after.anomalies[noted:]) if len(after.anomalies) != noted else None,
     )
 
 
@@ -343,10 +368,22 @@ def _missing_factors(state: TaskState, step: StepState, actor: str, at: datetime
     )
 
 
-def _is_mobile(platform: object, agent: object) -> bool:
-    if isinstance(platform, str) and platform.lower() in MOBILE_PLATFORMS:
-        return True
-    return isinstance(agent, str) and any(mark in agent for mark in _MOBILE_AGENT_MARKS)
+def _mobile(platform: object, agent: object) -> int:
+    """1 if the platform or user agent the app reported is a phone's or a tablet's.
+
+    Remembered per pair: an upstream app reports the same few of them over and over.
+    """
+    key = (platform, agent)
+    found = _mobile_seen.get(key)
+    if found is None:
+        phone = isinstance(platform, str) and platform.lower() in MOBILE_PLATFORMS
+        if not phone and isinstance(agent, str):
+            phone = any(mark in agent for mark in _MOBILE_AGENT_MARKS)
+        found = 1 if phone else 0
+        if len(_mobile_seen) >= _MOBILE_SEEN_SIZE:
+            _mobile_seen.clear()
+        _mobile_seen[key] = found
+    return found
 
 
 def apply_safely(state: TaskState, envelope: Mapping[str, Any]) -> TaskState:

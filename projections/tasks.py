@@ -29,6 +29,7 @@ from ledger.settings import Settings
 from ledger.store import LedgerStore
 from ledger.workflow.state import TaskState
 from projections import schema
+from projections.batch import BatchRows
 from projections.database import Database, Transaction, database_for
 from projections.parallel import PARALLEL_THRESHOLD, catch_up_in_parallel
 from projections.task_rows import (
@@ -38,7 +39,6 @@ from projections.task_rows import (
     PARTICIPANT_COLUMNS,
     PENDING_SEPARATOR,
     TASK_COLUMNS,
-    TaskRows,
     act_row,
     apply_safely,
     micros,
@@ -83,44 +83,6 @@ _READ_STREAM = (
     "SELECT state FROM stored_events WHERE originator_id = ? AND originator_version < ? "
     "ORDER BY originator_version"
 )
-
-
-class BatchRows:
-    """The rows one batch writes: stale task ids to clear, then each table's new rows.
-
-    ``acts`` holds one row per event of the batch; unlike the other tables, whose rows
-    are replaced whole when a task changes, act rows are only ever added.
-    """
-
-    __slots__ = ("acts", "anomalies", "documents", "participants", "stale", "tasks")
-
-    def __init__(self) -> None:
-        self.stale: list[tuple[str]] = []
-        self.tasks: list[tuple[Any, ...]] = []
-        self.participants: list[tuple[Any, ...]] = []
-        self.documents: list[tuple[Any, ...]] = []
-        self.anomalies: list[tuple[Any, ...]] = []
-        self.acts: list[tuple[Any, ...]] = []
-
-    def add(self, task_id: str, persisted: bool, rows: TaskRows) -> None:
-        if persisted:
-            self.stale.append((task_id,))
-        if rows.task is not None:
-            self.tasks.append(rows.task)
-            self.participants += rows.participants
-            self.documents += rows.documents
-            self.anomalies += rows.anomalies
-
-    def extend(self, other: BatchRows) -> None:
-        self.stale += other.stale
-        self.tasks += other.tasks
-        self.participants += other.participants
-        self.documents += other.documents
-        self.anomalies += other.anomalies
-        self.acts += other.acts
-
-    def tables(self) -> tuple[list[tuple[Any, ...]], ...]:
-        return (self.tasks, self.participants, self.documents, self.anomalies, self.acts)
 
 
 class _Task:
@@ -352,6 +314,7 @@ class TaskProjection:
         ``False`` (and nothing written) if the stored position is not ``start``: another
         projector got there first.
         """
+        batch.sort()
         with self._db.transaction() as tx:
             if self._lock_position(tx) != start:
                 return False

@@ -31,13 +31,14 @@ def waiting_since(step: StepState, user: str) -> datetime | None:
     if user not in step.pending or step.started_at is None:
         return None
     since = step.started_at
+    sequential = step.spec.mode == "sequential"
     previous = None
     for participant in step.participants:
         if participant.user == user:
             if previous is not None and previous.act == "transferred" and previous.acted_at:
                 since = max(since, previous.acted_at)
             break
-        if step.spec.mode == "sequential" and participant.acted_at is not None:
+        if sequential and participant.acted_at is not None:
             since = max(since, participant.acted_at)
         previous = participant
     return since

@@ -250,9 +250,16 @@ _NOBODY = ParticipantState("")
 def _enter(step: StepState, at: datetime) -> StepState:
     """A fresh visit of ``step``: everyone pending again, the due time from now."""
     hours = step.spec.deadline_hours
+    # Before its first visit nobody can have acted, viewed or been reminded in a step (all
+    # of those need it current), so its participants are already as a visit starts them.
+    participants = (
+        step.participants
+        if step.visit == 0
+        else tuple([_replace(_NOBODY, user=p.user) for p in step.members])
+    )
     return _replace(
         step,
-        participants=tuple([_replace(_NOBODY, user=p.user) for p in step.members]),
+        participants=participants,
         visit=step.visit + 1,
         active=True,
         done=step.spec.role == "cc",  # CC participants are told, never waited for
@@ -261,18 +268,35 @@ def _enter(step: StepState, at: datetime) -> StepState:
     )
 
 
-def _advance(state: TaskState, after: int, at: datetime) -> TaskState:
-    """Move to the first step after index ``after`` that still needs someone to act."""
-    steps = list(state.steps)
+def _advance(
+    state: TaskState,
+    after: int,
+    at: datetime,
+    steps: list[StepState] | None = None,
+    **changes: Any,
+) -> TaskState:
+    """Move to the first step after index ``after`` that still needs someone to act.
+
+    ``steps`` (a new list) replaces the state's steps and ``changes`` its other fields in
+    the same copy of the state.
+    """
+    steps = list(state.steps) if steps is None else steps
     index = after + 1
     while index < len(steps):
         step = steps[index]
         if not step.active:
             step = steps[index] = _enter(step, at)
         if not step.done:
-            return _replace(state, steps=tuple(steps), current=index)
+            return _replace(state, steps=tuple(steps), current=index, **changes)
         index += 1
-    return _replace(state, steps=tuple(steps), current=None, all_steps_done=True)
+    return _replace(state, steps=tuple(steps), current=None, all_steps_done=True, **changes)
+
+
+def _with_step(state: TaskState, index: int, step: StepState) -> list[StepState]:
+    """The state's steps with ``step`` at ``index``, as a new list."""
+    steps = list(state.steps)
+    steps[index] = step
+    return steps
 
 
 def _status(state: TaskState) -> TaskState:
@@ -374,7 +398,7 @@ def _with_revision(state: TaskState, document: str, revision: str) -> TaskState:
 def _submitted(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime) -> TaskState:
     if state.status != "draft":
         return _anomaly(state, env, "the task was already submitted")
-    return _advance(_replace(state, status="in_progress", submitted_at=at), -1, at)
+    return _advance(state, -1, at, status="in_progress", submitted_at=at)
 
 
 def _acting(state: TaskState, env: Mapping[str, Any], actor: str) -> tuple[int, StepState] | None:
@@ -399,7 +423,8 @@ def _act(act: str) -> _Handler:
             state = _with_revision(state, data["document_sha256"], data["revision_sha256"])
             state = _replace(state, signatures=state.signatures + 1)
         if step.complete:  # one copy of the state, not one to mark and one to finish
-            state = _advance(_set_step(state, index, _replace(step, done=True)), index, at)
+            step.__dict__["done"] = True  # ``_mark`` made it for this call: nobody else holds it
+            state = _advance(state, index, at, _with_step(state, index, step))
             return _status(state)
         return _status(_set_step(state, index, step))
 
@@ -420,7 +445,7 @@ def _finish_step(state: TaskState, index: int, at: datetime) -> TaskState:
     step = state.steps[index]
     if not step.complete:
         return state
-    return _advance(_set_step(state, index, _replace(step, done=True)), index, at)
+    return _advance(state, index, at, _with_step(state, index, _replace(step, done=True)))
 
 
 def _viewed(field: str) -> _Handler:
@@ -459,11 +484,11 @@ def _returned(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime
     found = _acting(state, env, actor)
     if found is None or target is None or target >= found[0]:
         return _anomaly(state, env, "not a return by a pending participant to an earlier step")
-    steps = tuple(
+    steps = [
         _replace(s, active=False, done=False, started_at=None, due_at=None) if i >= target else s
         for i, s in enumerate(state.steps)
-    )
-    return _advance(_replace(state, steps=steps, returns=state.returns + 1), target - 1, at)
+    ]
+    return _advance(state, target - 1, at, steps, returns=state.returns + 1)
 
 
 def _transferred(state: TaskState, env: Mapping[str, Any], actor: str, at: datetime) -> TaskState:

@@ -29,6 +29,8 @@ from ledger.workflow import (
 )
 from ledger.workflow.schedule import next_wakeup
 from projections import TaskProjection, micros
+from projections.database import database_for
+from projections.parallel import partition_sql
 from projections.schema import PROJECTION_TABLES
 from tests.projections import Clock, StoredTask, launch, oracle
 from tests.projections.conftest import OpenStore
@@ -260,3 +262,25 @@ def test_a_long_catch_up_folds_in_worker_processes_and_equals_the_fold(
         assert parallel.position == 7
         assert parallel.catch_up() == size - 7
         assert parallel.dump() == oracle(store, ids)
+
+
+def test_fold_workers_each_read_the_tasks_whose_id_ends_in_their_number(
+    store: LedgerStore, clock: Clock
+) -> None:
+    """The database picks each worker's leaves: task id's last byte modulo the workers."""
+    tasks = realistic_tasks(store, clock)
+    db = database_for(store)
+    try:
+        for workers in (1, 2, 3):
+            sql = (
+                "SELECT DISTINCT l.stream_id FROM ledger_log l "
+                f"WHERE {partition_sql(db.backend, workers)} = ?"
+            )
+            shares = [
+                {db.task_id(key) for (key,) in db.query(sql, [number])} for number in range(workers)
+            ]
+            assert set().union(*shares) == {str(t.task_id) for t in tasks}
+            for number, share in enumerate(shares):
+                assert all(uuid.UUID(task_id).bytes[15] % workers == number for task_id in share)
+    finally:
+        db.close()
