@@ -200,13 +200,13 @@ class TaskProjection:
         """
         applied = 0
         with self._lock:
-            behind = self.store.tree_size() - self._position if limit is None else 0
-            if self.workers > 1 and behind >= self.parallel_threshold:
-                applied += catch_up_in_parallel(self, self.workers)
             paused = gc.isenabled()
             if paused:
                 gc.disable()
             try:
+                behind = self.store.tree_size() - self._position if limit is None else 0
+                if self.workers > 1 and behind >= self.parallel_threshold:
+                    applied += catch_up_in_parallel(self, self.workers)
                 while limit is None or applied < limit:
                     size = self.batch if limit is None else min(self.batch, limit - applied)
                     done = self._step(size)
