@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from projections.task_rows import TaskRows
 
 Rows = list[tuple[Any, ...]]
+
+# Each table's primary key: the columns sorting compares (never the nullable ones).
+_FIRST = itemgetter(0)
+_FIRST_TWO = itemgetter(0, 1)
+_FIRST_THREE = itemgetter(0, 1, 2)
 
 
 class BatchRows:
@@ -47,13 +53,16 @@ class BatchRows:
         """Put every table's rows in primary-key order.
 
         Each table's b-tree then takes its rows in order, filling pages one after another
-        rather than splitting pages all over it: a third less time for the inserts of a
-        large batch. A batch merged from several fold processes is a few sorted runs,
+        rather than splitting pages all over it: about a third less time for the inserts
+        of a large batch. A batch merged from several fold processes is a few sorted runs,
         which sorting merges in linear time.
         """
-        for rows in (self.stale, self.tasks, self.participants, self.documents, self.anomalies):
-            rows.sort()
-        self.acts.sort()
+        self.stale.sort()
+        self.tasks.sort(key=_FIRST)
+        self.participants.sort(key=_FIRST_THREE)
+        self.documents.sort(key=_FIRST_TWO)
+        self.anomalies.sort(key=_FIRST_TWO)
+        self.acts.sort(key=_FIRST)
 
     def tables(self) -> tuple[Rows, ...]:
         """The new rows of ``proj_tasks``, ``_participants``, ``_documents``, ``_anomalies``
