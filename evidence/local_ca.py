@@ -32,7 +32,7 @@ from pyhanko.sign.signers import SimpleSigner
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from evidence.errors import CertificateAuthorityError
-from ledger.files import write_new_file
+from ledger.files import creation_lock, write_new_file
 
 __all__ = [
     "CA_COMMON_NAME",
@@ -145,14 +145,15 @@ class LocalCertificateAuthority:
         directory = Path(directory)
         if not passphrase:
             raise CertificateAuthorityError("the local CA needs a non-empty passphrase")
-        present = [p for p in (CA_KEY_FILE, CA_CERT_FILE) if (directory / p).exists()]
-        if len(present) == 1:
-            raise CertificateAuthorityError(
-                f"{directory} holds only {present[0]} of a local signing CA; refusing to "
-                "replace it, as signatures may already rely on its root"
-            )
-        if not present:
-            _create_ca(directory, passphrase)
+        with creation_lock(directory):  # server workers start at once
+            present = [p for p in (CA_KEY_FILE, CA_CERT_FILE) if (directory / p).exists()]
+            if len(present) == 1:
+                raise CertificateAuthorityError(
+                    f"{directory} holds only {present[0]} of a local signing CA; refusing to "
+                    "replace it, as signatures may already rely on its root"
+                )
+            if not present:
+                _create_ca(directory, passphrase)
         return cls.load(directory, passphrase)
 
     @classmethod

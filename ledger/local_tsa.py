@@ -43,7 +43,7 @@ from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
 from ledger.errors import ConfigurationError
-from ledger.files import fsync_directory, write_new_file
+from ledger.files import creation_lock, fsync_directory, write_new_file
 
 __all__ = [
     "LOCAL_TSA_POLICY_OID",
@@ -121,16 +121,18 @@ class LocalTimestampAuthority:
         renamed into place, so a crash never leaves a half-made TSA behind.
         """
         directory = Path(directory)
-        missing = [name for name in _FILES if not (directory / name).exists()]
-        if not missing:
-            return cls.load(directory)
-        if len(missing) < len(_FILES):
-            raise LocalTsaError(
-                f"{directory} holds only part of a local TSA (missing {', '.join(missing)}); "
-                "refusing to replace it, as tokens may already rely on its root. Restore the "
-                "missing files, or move the directory away to start a new local TSA."
-            )
-        _create(directory)
+        with creation_lock(directory):  # server workers start at once
+            missing = [name for name in _FILES if not (directory / name).exists()]
+            if not missing:
+                return cls.load(directory)
+            if len(missing) < len(_FILES):
+                raise LocalTsaError(
+                    f"{directory} holds only part of a local TSA (missing "
+                    f"{', '.join(missing)}); refusing to replace it, as tokens may already "
+                    "rely on its root. Restore the missing files, or move the directory "
+                    "away to start a new local TSA."
+                )
+            _create(directory)
         authority = cls.load(directory)
         logger.info(
             "created local TSA in %s (root %s)",

@@ -140,3 +140,42 @@ def test_incomplete_or_unencodable_identity_is_rejected(fields: dict[str, object
     values.update(fields)
     with pytest.raises(ValueError):
         SignerIdentity(**values)  # type: ignore[arg-type]
+
+
+def _start_together(gate: Path, target: Path, kind: str, number: int) -> str:
+    """Say ready, wait for ``gate``, then load or make the CA or TSA at ``target``; its
+    root's hash."""
+    import time
+
+    from ledger.local_tsa import LocalTimestampAuthority
+
+    (gate.parent / f"ready-{number}").touch()
+    while not gate.exists():
+        time.sleep(0.0005)
+    if kind == "ca":
+        root = LocalCertificateAuthority.load_or_create(target, b"pass").root_certificate
+    else:
+        root = LocalTimestampAuthority.load_or_create(target).root_certificate
+    return root.fingerprint(hashes.SHA256()).hex()
+
+
+@pytest.mark.parametrize("kind", ["ca", "tsa"])
+def test_workers_starting_at_once_make_one_authority_and_all_use_it(
+    tmp_path: Path, kind: str
+) -> None:
+    """The workers of a new server all reach first start together: one makes the local CA
+    (or TSA), the others wait for it and load it; none fails."""
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    gate, target = tmp_path / "go", tmp_path / "data" / kind
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=4, mp_context=context) as pool:
+        started = [pool.submit(_start_together, gate, target, kind, n) for n in range(4)]
+        while len(list(tmp_path.glob("ready-*"))) < 4:
+            assert not any(future.done() for future in started)
+            time.sleep(0.01)
+        gate.touch()
+        roots = {future.result(timeout=120) for future in started}
+    assert len(roots) == 1
