@@ -313,7 +313,8 @@ def _secrets(server: Server) -> list[str]:
     """Every API key and its secret half, and the private keys under the data dir."""
     found: list[str] = []
     for key in [*server.tenant.keys.values(), server.admin_key]:
-        found += [key, key.rsplit("_", 1)[1]]
+        # ``prefix_keyid_secret``, and the secret (base64url) may hold "_" itself.
+        found += [key, key.split("_", 2)[2]]
     raw = server.tenant.app_key.private_bytes_raw()
     found += [jws.b64url(raw), base64.b64encode(raw).decode(), raw.hex()]
     keys = server.data_dir / "keys"
