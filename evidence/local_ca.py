@@ -145,6 +145,8 @@ class LocalCertificateAuthority:
         directory = Path(directory)
         if not passphrase:
             raise CertificateAuthorityError("the local CA needs a non-empty passphrase")
+        if all((directory / p).exists() for p in (CA_KEY_FILE, CA_CERT_FILE)):
+            return cls.load(directory, passphrase)  # no lock: the directory may be read-only
         with creation_lock(directory):  # server workers start at once
             present = [p for p in (CA_KEY_FILE, CA_CERT_FILE) if (directory / p).exists()]
             if len(present) == 1:

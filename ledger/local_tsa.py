@@ -121,6 +121,8 @@ class LocalTimestampAuthority:
         renamed into place, so a crash never leaves a half-made TSA behind.
         """
         directory = Path(directory)
+        if all((directory / name).exists() for name in _FILES):
+            return cls.load(directory)  # no lock: the directory may be read-only
         with creation_lock(directory):  # server workers start at once
             missing = [name for name in _FILES if not (directory / name).exists()]
             if not missing:
