@@ -44,12 +44,16 @@ def creation_lock(directory: Path) -> Iterator[None]:
 
     The workers of one server start at the same moment: without it two of them could
     both find nothing, and both make a CA or a TSA there. The lock is a ``flock`` on a
-    file beside the directory, which the kernel drops if the process dies.
+    file beside the directory, which the kernel drops if the process dies. Once the body
+    has succeeded the file is removed: every process that waited on it, and every later
+    one, finds the directory complete.
     """
     directory.parent.mkdir(parents=True, exist_ok=True)
-    with open(directory.parent / f".{directory.name}.lock", "a") as handle:
+    path = directory.parent / f".{directory.name}.lock"
+    with open(path, "a") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
+            path.unlink(missing_ok=True)
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
