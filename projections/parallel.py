@@ -20,6 +20,7 @@ import marshal
 import multiprocessing
 import queue
 import traceback
+from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -103,16 +104,21 @@ def _worker(
     where: tuple[str, str],
     number: int,
     workers: int,
+    cache: int,
     ranges: Any,
     results: Any,
 ) -> None:
-    """Fold this worker's share of each range it is given; send back its rows."""
+    """Fold this worker's share of each range it is given; send back its rows.
+
+    Up to ``cache`` tasks stay in memory, least recently changed out first, as in the
+    projection itself; a task met again after that is folded afresh from its stream.
+    """
     gc.disable()
     store = None
     try:
         store = _open(where)
         db = database_for(store)
-        held: dict[Any, _Held] = {}
+        held: OrderedDict[Any, _Held] = OrderedDict()
         loads = orjson.loads
         read = _READ_RANGE.format(part=partition_sql(db.backend, workers))
         while True:
@@ -147,6 +153,10 @@ def _worker(
                 rows = rows_for(task.task_id, task.state, task.last_leaf)
                 batch.add(task.task_id, task.persisted, rows)
                 task.persisted = True
+            for key in changed:
+                held.move_to_end(key)
+            while len(held) > cache:
+                held.popitem(last=False)
             batch.sort()
             # marshal, not pickle: several times faster both ways for these plain tuples.
             results.put(("rows", number, index, marshal.dumps(batch.dump())))
@@ -176,7 +186,14 @@ def catch_up_in_parallel(projection: Any, workers: int) -> int:
     processes = [
         context.Process(
             target=_worker,
-            args=(location(projection.store), i, workers, inboxes[i], results),
+            args=(
+                location(projection.store),
+                i,
+                workers,
+                projection.cache_size,
+                inboxes[i],
+                results,
+            ),
             name=f"projection-fold-{i}",
             daemon=True,
         )

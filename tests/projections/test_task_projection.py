@@ -244,10 +244,14 @@ def test_a_long_catch_up_folds_in_worker_processes_and_equals_the_fold(
     more.act(DEPT_HEAD, Approve())
     ids = [t.task_id for t in [*tasks, more]]
     size = store.tree_size()
-    # From a cold start:
-    with TaskProjection(store, batch=4, workers=2, parallel_threshold=1) as parallel:
-        assert parallel.rebuild() == size
-        assert parallel.dump() == oracle(store, ids)
+    # From a cold start, with every task held in memory, and with one only (the others
+    # folded again from their streams when met again):
+    for cache in (1000, 1):
+        with TaskProjection(
+            store, batch=4, workers=2, parallel_threshold=1, cache=cache
+        ) as parallel:
+            assert parallel.rebuild() == size
+            assert parallel.dump() == oracle(store, ids)
     # and from part-way, with tasks begun before the workers start:
     with TaskProjection(store, batch=4, workers=1) as serial:
         serial.rebuild()
