@@ -31,7 +31,7 @@ from ledger.workflow.state import TaskState
 from projections import schema
 from projections.batch import BatchRows
 from projections.database import Database, Transaction, database_for
-from projections.parallel import PARALLEL_THRESHOLD, catch_up_in_parallel
+from projections.parallel import PARALLEL_THRESHOLD, catch_up_in_parallel, keep_recent
 from projections.task_rows import (
     ACT_COLUMNS,
     ANOMALY_COLUMNS,
@@ -278,11 +278,7 @@ class TaskProjection:
             return expected_leaf - start
         self._position = expected_leaf
         # Least recently changed out first: the changed tasks move to the end.
-        for key, task in changed.items():
-            del tasks[key]
-            tasks[key] = task
-        while len(tasks) > self.cache_size:
-            tasks.popitem(last=False)
+        keep_recent(tasks, changed, self.cache_size)
         return expected_leaf - start
 
     def _load(self, key: Any, sequence: int) -> _Task:
