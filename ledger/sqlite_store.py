@@ -25,10 +25,12 @@ from eventsourcing.sqlite import (
     SQLiteTransaction,
 )
 
-from ledger import log_writer, schema
+from ledger import log_writer, schema, sqlite_params
 from ledger.errors import ConstraintViolation, StoreUnavailable
 from ledger.events import Event
 from ledger.store import BuildEvents, LedgerStore, Row
+
+sqlite_params.install()
 
 BUSY_TIMEOUT_SECONDS = 30
 

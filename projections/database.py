@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID
 
+from ledger import sqlite_params
 from ledger.store import LedgerStore
+
+sqlite_params.install()
 
 BUSY_TIMEOUT_MS = 30_000
 # Any fixed 64-bit number: serialises concurrent creation of the projection tables.
