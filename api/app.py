@@ -111,9 +111,10 @@ def create_app(
     projection = TaskProjection(ledger.store)
     database = database_for(ledger.store)
     routes_packs.ensure_schema(database)
-    runtime = Runtime(
-        ledger, tasks, tenants, projection, settings, database, routes_kpis.TenantFacts(database)
+    kpi_facts = routes_kpis.TenantFacts(
+        database, ledger.settings.data_dir / "kpi-facts", ledger.store.root
     )
+    runtime = Runtime(ledger, tasks, tenants, projection, settings, database, kpi_facts)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,7 +122,6 @@ def create_app(
         scheduler: SchedulerThread | None = None
         if background:
             ledger.start_sealer()
-            kpi_facts = runtime.kpi_facts
             known = tenants.tenant_ids()
 
             def follow(position: int) -> None:
@@ -142,6 +142,7 @@ def create_app(
                 scheduler.stop()
             if follower is not None:
                 follower.stop()
+            kpi_facts.save_all()  # the next start reads only what comes after
             if close_ledger:
                 database.close()
                 projection.close()

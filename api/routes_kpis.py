@@ -7,9 +7,13 @@ date incrementally on each request after the projection has caught up with the l
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -21,6 +25,7 @@ from api.security import principal, require
 from api.tenancy import Principal
 from projections.compliance import compliance_report
 from projections.facts import Facts, FactsCache, Scope
+from projections.facts_snapshot import SnapshotStore
 from projections.kpi_export import KpiCommandError, export_tables, parse_day, table_bytes
 from projections.kpis import KpiFilters, kpi_views
 from projections.task_rows import micros
@@ -28,6 +33,7 @@ from projections.task_rows import micros
 if TYPE_CHECKING:
     from api.app import Runtime
 
+_LOG = logging.getLogger(__name__)
 router = APIRouter(tags=["KPIs and compliance"])
 Caller = Annotated[Principal, Depends(principal)]
 
@@ -55,9 +61,14 @@ class TenantFacts:
     The projection follower calls :meth:`refresh_all` after each catch-up, so a request
     finds its tenant's facts in memory and reads at most the last moments' rows itself;
     reading a large log's typed rows out of the database takes seconds, once per process.
+    With ``snapshots`` (a directory) and ``root`` (the log's root at a size), each tenant's
+    facts are also saved there now and then and on closing (:mod:`projections.facts_snapshot`),
+    so a restarted server starts from them instead.
     """
 
     database: Any
+    snapshots: Path | None = None
+    root: Callable[[int], bytes] | None = None
     caches: dict[str, FactsCache] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -66,9 +77,16 @@ class TenantFacts:
             cache = self.caches.get(tenant_id)
             if cache is None:
                 cache = self.caches[tenant_id] = FactsCache(
-                    self.database, Scope(_OWNED, (tenant_id,))
+                    self.database, Scope(_OWNED, (tenant_id,)), self._snapshot_store(tenant_id)
                 )
             return cache
+
+    def _snapshot_store(self, tenant_id: str) -> SnapshotStore | None:
+        if self.snapshots is None or self.root is None:
+            return None
+        # A fixed-length name whatever the tenant id holds.
+        name = hashlib.sha256(tenant_id.encode()).hexdigest()[:32]
+        return SnapshotStore(self.snapshots / name, self.root)
 
     def warm(self, tenant_ids: list[str], position: int) -> None:
         """Make and fill the caches of these tenants (at start, in the background)."""
@@ -76,11 +94,28 @@ class TenantFacts:
             self.for_tenant(tenant_id).refresh(position)
 
     def refresh_all(self, position: int) -> None:
-        """Bring every cache made so far up to ``position``."""
-        with self.lock:
-            caches = list(self.caches.values())
-        for cache in caches:
+        """Bring every cache made so far up to ``position``; save those due a snapshot."""
+        for cache in self._caches():
             cache.refresh(position)
+            self._save(cache, closing=False)
+
+    def save_all(self) -> None:
+        """Save every cache with anything new (the server is closing)."""
+        for cache in self._caches():
+            self._save(cache, closing=True)
+
+    def _caches(self) -> list[FactsCache]:
+        with self.lock:
+            return list(self.caches.values())
+
+    @staticmethod
+    def _save(cache: FactsCache, *, closing: bool) -> None:
+        try:
+            cache.save_snapshot(closing=closing)
+        except Exception:
+            # A snapshot only shortens the next start: a full disk or a database gone away
+            # must not stop the follower, nor a server from closing cleanly.
+            _LOG.warning("KPI facts snapshot not saved", exc_info=True)
 
 
 def _runtime(request: Request) -> Runtime:

@@ -11,14 +11,23 @@ Times are integers, microseconds since the Unix epoch (UTC), as in the tables.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from projections.database import Database
+
+if TYPE_CHECKING:
+    from projections.facts_snapshot import SnapshotStore
+
+#: A scope with fewer acts than this loads from the database in a moment: no snapshots.
+SNAPSHOT_MIN_ACTS = 20_000
+#: While serving, a new snapshot at most this often, and only after this many new acts.
+SNAPSHOT_MIN_SECONDS = 60.0
 
 TASK_SCHEMA: dict[str, Any] = {
     "task_id": pl.Utf8,
@@ -198,15 +207,30 @@ class FactsCache:
     task rows change, so it reads the tasks changed since (``last_leaf_index``) and
     replaces them; pending participants of changed tasks likewise. Checkpoints and audit
     runs are few and read whole. A refresh of an unchanged log costs three small queries.
+
+    With ``snapshots``, the first refresh starts from the newest snapshot on disk that is
+    right for this log and reads from the database only the rows after it; the owner calls
+    :meth:`save_snapshot` now and then, and when closing.
     """
 
-    def __init__(self, db: Database, scope: Scope | None = None) -> None:
+    def __init__(
+        self, db: Database, scope: Scope | None = None, snapshots: SnapshotStore | None = None
+    ) -> None:
         self._db = db
         self.scope = scope or Scope()
         self._lock = threading.Lock()
         self._position = 0
         self._facts = Facts.from_rows()
         self._created_leaf = pl.DataFrame(schema={"task_id": pl.Utf8, "created_leaf": pl.Int64})
+        #: Where this scope's facts are saved between runs (:mod:`projections.facts_snapshot`).
+        self._snapshots = snapshots
+        self._snapshot_tried = snapshots is None
+        #: The log position of the snapshot the facts started from, if they did.
+        self.started_from: int | None = None
+        self._saving = threading.Lock()
+        self._saved_position = 0
+        self._saved_acts = 0
+        self._saved_at = time.monotonic()
         ensure_audit_runs(db)
 
     @property
@@ -217,6 +241,9 @@ class FactsCache:
     def refresh(self, position: int) -> Facts:
         """The facts as of projection position ``position`` (the projection's, read first)."""
         with self._lock:
+            if not self._snapshot_tried:
+                self._snapshot_tried = True
+                self._start_from_snapshot(position)
             if position > self._position:
                 self._advance(self._position, position)
                 self._position = position
@@ -233,6 +260,52 @@ class FactsCache:
                 ),
             )
             return self._facts
+
+    def _start_from_snapshot(self, position: int) -> None:
+        """Take the tasks, acts and pending rows up to a snapshot's position from disk."""
+        assert self._snapshots is not None
+        found = self._snapshots.load()
+        if found is None or self._position != 0 or found.position > position:
+            return
+        self._facts = Facts(
+            found.tasks, found.acts, found.pending, self._facts.checkpoints, self._facts.audits
+        )
+        self._created_leaf = (
+            found.acts.filter(pl.col("type") == "task.created")
+            .select("task_id", pl.col("leaf_index").alias("created_leaf"))
+            .unique("task_id", keep="first")
+        )
+        self._position = self._saved_position = found.position
+        self._saved_acts = found.acts.height
+        self.started_from = found.position
+
+    def save_snapshot(self, *, closing: bool = False) -> bool:
+        """Save the facts to disk if that is due; ``True`` if a snapshot was written.
+
+        Due when the scope has at least :data:`SNAPSHOT_MIN_ACTS` acts and, while serving,
+        at least as many new ones and :data:`SNAPSHOT_MIN_SECONDS` since the last
+        snapshot; when ``closing``, whenever anything is new. The frames are immutable, so
+        the files are written outside the cache's lock: requests are not held up.
+        """
+        from projections.facts_snapshot import Snapshot
+
+        if self._snapshots is None:
+            return False
+        with self._saving:
+            with self._lock:
+                facts, position = self._facts, self._position
+            acts = facts.acts.height
+            new = acts - self._saved_acts
+            if acts < SNAPSHOT_MIN_ACTS or position <= self._saved_position or new <= 0:
+                return False
+            if not closing and (
+                new < SNAPSHOT_MIN_ACTS or time.monotonic() - self._saved_at < SNAPSHOT_MIN_SECONDS
+            ):
+                return False
+            self._snapshots.save(Snapshot(position, facts.tasks, facts.acts, facts.pending))
+            self._saved_position, self._saved_acts = position, acts
+            self._saved_at = time.monotonic()
+            return True
 
     def _checkpoints(self) -> pl.DataFrame:
         """The checkpoints: read again from the oldest still waiting for a token (or the

@@ -7,7 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
+import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
+from evidence.services import open_task_service
+from projections import facts
 from tests.api.conftest import ApiWorld, Tenant, act, create_task
 
 
@@ -130,3 +135,25 @@ def test_only_compliance_auditor_and_admin_keys_read_the_views(api: ApiWorld) ->
         for path in ("/v1/kpis", "/v1/compliance", "/v1/kpis/tables/rates.csv"):
             answer = api.client.get(path, headers=api.a.auth(role))
             assert answer.status_code == status, (role, path, answer.text)
+
+
+def test_a_restarted_server_starts_from_the_facts_it_saved(
+    api: ApiWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(facts, "SNAPSHOT_MIN_ACTS", 1)
+    _seed(api)
+    first = _views(api, api.a)
+    runtime = api.client.app.state.runtime  # type: ignore[attr-defined]
+    runtime.kpi_facts.save_all()  # as the server does when it stops
+    saved = api.ledger.settings.data_dir / "kpi-facts"
+    # Only tenant a's facts were loaded (no follower here), so only they are saved.
+    assert len(list(saved.glob("*/snap-*/manifest.json"))) == 1
+    restarted = create_app(api.ledger, open_task_service(api.ledger), background=False)
+    with TestClient(restarted) as client:
+        answer = client.get("/v1/kpis", headers=api.a.auth("compliance"))
+        assert answer.status_code == 200, answer.text
+        cache = restarted.state.runtime.kpi_facts.for_tenant(api.a.tenant_id)
+        assert cache.started_from == api.ledger.store.tree_size()
+    again = answer.json()
+    assert again["tasks"] == first["tasks"] and again["rates"] == first["rates"]
+    assert again["waiting"] == first["waiting"]
