@@ -7,7 +7,6 @@ date incrementally on each request after the projection has caught up with the l
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import threading
@@ -25,7 +24,7 @@ from api.security import principal, require
 from api.tenancy import Principal
 from projections.compliance import compliance_report
 from projections.facts import Facts, FactsCache, Scope
-from projections.facts_snapshot import SnapshotStore
+from projections.facts_snapshot import SnapshotStore, scope_directory
 from projections.kpi_export import KpiCommandError, export_tables, parse_day, table_bytes
 from projections.kpis import KpiFilters, kpi_views
 from projections.task_rows import micros
@@ -84,9 +83,7 @@ class TenantFacts:
     def _snapshot_store(self, tenant_id: str) -> SnapshotStore | None:
         if self.snapshots is None or self.root is None:
             return None
-        # A fixed-length name whatever the tenant id holds.
-        name = hashlib.sha256(tenant_id.encode()).hexdigest()[:32]
-        return SnapshotStore(self.snapshots / name, self.root)
+        return SnapshotStore(scope_directory(self.snapshots, tenant_id), self.root)
 
     def warm(self, tenant_ids: list[str], position: int) -> None:
         """Make and fill the caches of these tenants (at start, in the background)."""

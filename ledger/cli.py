@@ -246,6 +246,7 @@ def kpi(
                 tenant=tenant,
                 output=output,
                 out=out,
+                snapshots=ledger.settings.data_dir / "kpi-facts",
             )
         except KpiCommandError as exc:
             errors.print(f"[red]error[/red]: {exc}")

@@ -23,6 +23,7 @@ one; the newest complete one is used, older ones are removed once a newer one is
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -149,6 +150,14 @@ class SnapshotStore:
                 raise _Unusable(f"{name}.parquet has {frame.height} rows, not {rows}")
             frames[name] = frame
         return Snapshot(position, frames["tasks"], frames["acts"], frames["pending"])
+
+
+def scope_directory(base: Path, tenant_id: str | None) -> Path:
+    """Where one scope's snapshots live under ``base``: ``all`` for every task, else a
+    fixed-length name made from the tenant id, whatever characters it holds."""
+    if tenant_id is None:
+        return base / "all"
+    return base / hashlib.sha256(tenant_id.encode()).hexdigest()[:32]
 
 
 class _Unusable(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -12,10 +13,11 @@ from typing import Any
 
 import polars as pl
 import pytest
+from rich.console import Console
 
 from ledger.store import LedgerStore
 from ledger.workflow import Approve
-from projections import TaskProjection, facts
+from projections import TaskProjection, facts, kpi_export
 from projections.database import Database
 from projections.facts import Facts, FactsCache
 from projections.facts_snapshot import SnapshotStore
@@ -210,3 +212,36 @@ def test_a_save_cut_short_long_ago_is_cleared_away(
     # The old leftover is gone; one that may still be being written is left alone.
     assert not abandoned.exists() and current.exists()
     assert SnapshotStore(directory, store.root).load() is not None
+
+
+def test_the_kpi_command_starts_from_the_facts_its_last_run_saved(
+    store: LedgerStore,
+    clock: Clock,
+    projection: TaskProjection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _seeded(store, clock, projection)
+    made: list[FactsCache] = []
+
+    class Remembered(FactsCache):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr(kpi_export, "FactsCache", Remembered)
+
+    def run() -> Any:
+        console = Console(file=io.StringIO(), width=200)
+        kpi_export.run_kpi_command(
+            store, console, since=None, until=None, template=None, department=None,
+            tenant=None, output="json", out=None, snapshots=tmp_path / "kpi-facts",
+        )  # fmt: skip
+        return json.loads(console.file.getvalue())  # type: ignore[attr-defined]
+
+    first = run()
+    assert made[-1].started_from is None
+    assert list((tmp_path / "kpi-facts" / "all").glob("snap-*/manifest.json"))
+    second = run()
+    assert made[-1].started_from == store.tree_size()
+    assert second == first and second["tasks"]["total"] == 3
