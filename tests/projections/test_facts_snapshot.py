@@ -61,6 +61,14 @@ def _seeded(store: LedgerStore, clock: Clock, projection: TaskProjection) -> lis
     return tasks
 
 
+def _saved(projection: TaskProjection, snapshots: SnapshotStore) -> FactsCache:
+    """A cache over ``snapshots``, caught up and saved."""
+    cache = FactsCache(projection._db, snapshots=snapshots)
+    cache.refresh(projection.position)
+    assert cache.save_snapshot(closing=True)
+    return cache
+
+
 def test_a_restarted_cache_starts_from_the_snapshot_and_reads_only_what_follows(
     store: LedgerStore, clock: Clock, projection: TaskProjection, tmp_path: Path
 ) -> None:
@@ -92,9 +100,7 @@ def test_a_snapshot_of_another_log_is_not_used(
     store: LedgerStore, clock: Clock, projection: TaskProjection, tmp_path: Path
 ) -> None:
     _seeded(store, clock, projection)
-    cache = FactsCache(projection._db, snapshots=SnapshotStore(tmp_path / "f", store.root))
-    cache.refresh(projection.position)
-    assert cache.save_snapshot(closing=True)
+    cache = _saved(projection, SnapshotStore(tmp_path / "f", store.root))
     # The same files, judged against a log whose root at that size is another.
     other = SnapshotStore(tmp_path / "f", lambda size: b"\x00" * 32)
     assert other.load() is None
@@ -107,9 +113,7 @@ def test_a_snapshot_ahead_of_the_projection_is_not_used(
     store: LedgerStore, clock: Clock, projection: TaskProjection, tmp_path: Path
 ) -> None:
     _seeded(store, clock, projection)
-    cache = FactsCache(projection._db, snapshots=SnapshotStore(tmp_path / "f", store.root))
-    cache.refresh(projection.position)
-    assert cache.save_snapshot(closing=True)
+    _saved(projection, SnapshotStore(tmp_path / "f", store.root))
     behind = FactsCache(projection._db, snapshots=SnapshotStore(tmp_path / "f", store.root))
     assert behind.refresh(projection.position - 1).acts.height == projection.position - 1
     assert behind.started_from is None
@@ -126,9 +130,7 @@ def test_a_damaged_or_outdated_snapshot_is_ignored(
 ) -> None:
     _seeded(store, clock, projection)
     snapshots = SnapshotStore(tmp_path / "f", store.root)
-    cache = FactsCache(projection._db, snapshots=snapshots)
-    expected = cache.refresh(projection.position)
-    assert cache.save_snapshot(closing=True)
+    expected = _saved(projection, snapshots).refresh(projection.position)
     (path,) = (tmp_path / "f").glob("snap-*")
     assert snapshots.load() is not None
     manifest = json.loads((path / "manifest.json").read_text())
@@ -183,13 +185,11 @@ def test_a_newer_snapshot_replaces_the_older(
 ) -> None:
     task = _seeded(store, clock, projection)[0]
     snapshots = SnapshotStore(tmp_path / "f", store.root)
-    cache = FactsCache(projection._db, snapshots=snapshots)
-    cache.refresh(projection.position)
-    first = cache.save_snapshot(closing=True)
+    cache = _saved(projection, snapshots)
     task.act(DEPT_HEAD, Approve())
     projection.catch_up()
     cache.refresh(projection.position)
-    assert first and cache.save_snapshot(closing=True)
+    assert cache.save_snapshot(closing=True)
     assert [p.name.split("-")[1] for p in (tmp_path / "f").iterdir()] == [str(projection.position)]
     loaded = snapshots.load()
     assert loaded is not None and loaded.position == projection.position
@@ -206,9 +206,7 @@ def test_a_save_cut_short_long_ago_is_cleared_away(
         (path / "acts.parquet").write_bytes(b"partial")
     two_hours_ago = time.time() - 7200
     os.utime(abandoned, (two_hours_ago, two_hours_ago))
-    cache = FactsCache(projection._db, snapshots=SnapshotStore(directory, store.root))
-    cache.refresh(projection.position)
-    assert cache.save_snapshot(closing=True)
+    _saved(projection, SnapshotStore(directory, store.root))
     # The old leftover is gone; one that may still be being written is left alone.
     assert not abandoned.exists() and current.exists()
     assert SnapshotStore(directory, store.root).load() is not None
