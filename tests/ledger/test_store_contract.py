@@ -6,6 +6,7 @@ import itertools
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,16 @@ class LedgerStoreContract:
         assert after.leaf_index == 3
         entries = store.entries(0, 4)
         assert store.root(4) == ReferenceTree([e.canonical for e in entries]).root(4)
+
+    def test_server_time_never_goes_back_in_log_order(self, store: LedgerStore) -> None:
+        moment = datetime(2026, 11, 22, 3, 0, 0, 123456, tzinfo=UTC)
+        store.clock = lambda: moment
+        first = store.append([draft()])[0]
+        store.clock = lambda: moment - timedelta(hours=1)  # the clock steps back
+        second = store.append([draft()])[0]
+        assert first.server_time == second.server_time == "2026-11-22T03:00:00.123456Z"
+        store.clock = lambda: moment + timedelta(seconds=1)
+        assert store.append([draft()])[0].server_time == "2026-11-22T03:00:01.123456Z"
 
     def test_metadata_is_claimed_once(self, store: LedgerStore) -> None:
         assert store.claim_meta("origin", "log-a") == "log-a"
