@@ -6,7 +6,7 @@ it. A snapshot holds one scope's task, act and pending frames as Parquet files, 
 log position; a restarted server loads it and reads from the database only the rows after
 that position.
 
-A snapshot is used only where it is certain to be right. Its manifest records:
+A snapshot is used only for the log and the code it was made from. Its manifest records:
 
 * the log position it reflects and the Merkle root of the log at that size, which must
   equal the ledger's root at that size now: a snapshot of another database, or of a log
