@@ -109,10 +109,10 @@ class TenantFacts:
     def _save(cache: FactsCache, *, closing: bool) -> None:
         try:
             cache.save_snapshot(closing=closing)
-        except Exception:
+        except Exception as exc:
             # A snapshot only shortens the next start: a full disk or a database gone away
             # must not stop the follower, nor a server from closing cleanly.
-            _LOG.warning("KPI facts snapshot not saved", exc_info=True)
+            _LOG.warning("KPI facts snapshot not saved: %s", exc)
 
 
 def _runtime(request: Request) -> Runtime:

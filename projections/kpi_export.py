@@ -121,8 +121,8 @@ def run_kpi_command(
             facts = cache.refresh(projection.position)
             try:
                 cache.save_snapshot(closing=True)
-            except Exception:  # only the next run's speed depends on it
-                _LOG.warning("KPI facts snapshot not saved", exc_info=True)
+            except Exception as exc:  # only the next run's speed depends on it
+                _LOG.warning("KPI facts snapshot not saved: %s", exc)
         finally:
             database.close()
     now = micros(store.clock())

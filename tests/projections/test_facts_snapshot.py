@@ -243,3 +243,23 @@ def test_the_kpi_command_starts_from_the_facts_its_last_run_saved(
     second = run()
     assert made[-1].started_from == store.tree_size()
     assert second == first and second["tasks"]["total"] == 3
+
+
+def test_a_snapshot_that_cannot_be_written_costs_the_kpi_command_nothing_but_a_warning(
+    store: LedgerStore,
+    clock: Clock,
+    projection: TaskProjection,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _seeded(store, clock, projection)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    console = Console(file=io.StringIO(), width=200)
+    with caplog.at_level(logging.WARNING, logger="projections.kpi_export"):
+        kpi_export.run_kpi_command(
+            store, console, since=None, until=None, template=None, department=None,
+            tenant=None, output="json", out=None, snapshots=blocked / "kpi-facts",
+        )  # fmt: skip
+    assert json.loads(console.file.getvalue())["tasks"]["total"] == 3  # type: ignore[attr-defined]
+    assert "KPI facts snapshot not saved" in caplog.text
