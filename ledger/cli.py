@@ -482,10 +482,9 @@ def serve(
     if trusted_proxy:
         os.environ["EVIDENCE_LEDGER_TRUSTED_PROXIES"] = ",".join(trusted_proxy)
     # Bind the listening socket here, with TCP_NODELAY: Linux passes the option on to
-    # every accepted connection. With several workers uvicorn would bind it itself and
-    # asyncio sets no TCP_NODELAY on connections accepted from a shared socket, so each
-    # response's body (written after its head) waited for the client's delayed ACK:
-    # about 40 ms per request.
+    # every accepted connection. Without it (asyncio sets none on connections accepted
+    # from a socket it was handed) each response's body, written after its head, waited
+    # for the client's delayed ACK: about 40 ms per request.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -496,13 +495,22 @@ def serve(
         listener.close()
         errors.print(f"[red]error[/red]: cannot listen on {host}:{port}: {exc}")
         raise typer.Exit(1) from None
+    if workers > 1:
+        # Our own supervisor: it accepts and deals connections to the workers in turn
+        # (api/workers.py), where uvicorn's would let the first worker woken take them all.
+        from api import workers as worker_processes
+
+        try:
+            status = worker_processes.serve(listener, workers, log_level="info")
+        finally:
+            listener.close()
+        raise typer.Exit(status)
     listener.set_inheritable(True)
     try:
         uvicorn.run(
             "api.server:app_from_environment",
             factory=True,
             fd=listener.fileno(),
-            workers=workers,
             log_level="info",
         )
     finally:
