@@ -240,6 +240,12 @@ class TaskProjection:
 
     def _step(self, size: int) -> int:
         """Apply one batch of at most ``size`` leaves and store the result; return its length."""
+        stored = self._stored_position()
+        if stored > self._position:
+            # Another projector (a worker beside this one) has stored these leaves: go on
+            # from there rather than fold them again. A task in memory that they changed
+            # is folded again from the store when next met: its sequence shows the gap.
+            self._position = stored
         start = self._position
         log = self._db.query(_READ_LOG, [start, size])
         if not log:
@@ -272,9 +278,15 @@ class TaskProjection:
             self._tasks.clear()
             raise
         if not written:
-            # Another projector moved the position: start again from where it left off.
-            self._tasks.clear()
+            # Another projector stored this batch (or part of it) first: go on from where
+            # it left off. The states folded here stay in memory; they are true folds of
+            # their streams, and one met again at a leaf it already holds (or beyond a gap)
+            # is folded again from the store. A task whose last leaf here is before the
+            # stored position has its rows written by the other projector.
+            for task in changed.values():
+                task.persisted = True
             self._position = self._stored_position()
+            keep_recent(tasks, changed, self.cache_size)
             return expected_leaf - start
         self._position = expected_leaf
         # Least recently changed out first: the changed tasks move to the end.

@@ -184,6 +184,42 @@ def test_a_failed_batch_stores_nothing_and_is_redone(
     assert projection.dump() == oracle(store, [t.task_id for t in tasks])
 
 
+def test_two_projectors_racing_agree_with_the_fold_and_skip_what_the_other_stored(
+    store: LedgerStore, clock: Clock, open_store: OpenStore
+) -> None:
+    """Two workers' followers on one database: the one that loses a batch's write goes on
+    from the winner's position with its memory kept, and neither folds again what the
+    other has stored."""
+    tasks = realistic_tasks(store, clock)
+    with TaskProjection(store, batch=4) as first, TaskProjection(open_store(), batch=4) as second:
+        write = first._write_rows
+        raced: list[int] = []
+
+        def second_writes_first(start: int, end: int, batch: Any) -> bool:
+            if not raced:  # between the first's fold and its write, the second stores 6
+                raced.append(second.catch_up(limit=6))
+            return write(start, end, batch)
+
+        first._write_rows = second_writes_first  # type: ignore[method-assign]
+        assert first.catch_up(limit=4) == 4  # folded 4, and its write was refused
+        assert raced == [6] and first.position == second.position == 6
+        assert first.dump() == second.dump()
+        first._write_rows = write  # type: ignore[method-assign]
+
+        more = launch(store, clock)
+        tasks[4].act(DEPT_HEAD, View(DOC))  # the waiting task, folded by both before
+        more.act(DEPT_HEAD, Approve())
+        assert first.catch_up(limit=8) == 8  # from the second's position, with its memory
+        assert second.catch_up() == store.tree_size() - 14
+        assert first.catch_up() == 0  # the second stored the rest: nothing folded again
+        assert first.position == second.position == store.tree_size()
+        every = [t.task_id for t in [*tasks, more]]
+        assert first.dump() == second.dump() == oracle(store, every)
+        tasks[4].act(DEPT_HEAD, View(DOC))
+        assert first.catch_up() == 1
+        assert first.dump() == oracle(store, every)
+
+
 def test_events_appended_while_catching_up_are_picked_up_next_time(
     store: LedgerStore, clock: Clock, open_store: OpenStore
 ) -> None:
