@@ -11,9 +11,6 @@ import contextlib
 import http.client
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,73 +19,32 @@ from pathlib import Path
 import httpx
 import pytest
 
-BIN = Path(sys.executable).parent
+from tests.faults.harness import Deployment, Server
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/net/tcp").exists(), reason="reads connections from Linux's /proc"
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Serving:
-    def __init__(self, tmp_path: Path) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp_path / "server.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_LEDGER_")}
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [str(BIN / "evidence-ledger"), "serve", "--workers", "2",
-                 "--port", str(self.port), "--data-dir", str(tmp_path / "data")],
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            )  # fmt: skip
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_until_up(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log()[-3000:]
-            try:
-                if httpx.get(f"{self.base}/openapi.json", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"the server did not come up:\n{self.log()[-3000:]}")
-
-    def workers(self) -> list[int]:
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(pid) for pid in children.read_text().split()]
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-                raise AssertionError(f"the server ignored SIGTERM:\n{self.log()[-3000:]}") from None
-        return int(self.process.returncode)
+def _workers_of(server: Server) -> list[int]:
+    assert server.process is not None
+    pid = server.process.pid
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 @pytest.fixture
-def serving(tmp_path: Path) -> Iterator[Serving]:
-    server = Serving(tmp_path)
+def serving(tmp_path: Path) -> Iterator[Server]:
+    server = Server(Deployment(tmp_path / "data"), tmp_path / "server.log", workers=2)
     try:
-        server.wait_until_up()
+        server.start(timeout=90)
         yield server
     finally:
-        server.stop()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.process.pid, signal.SIGKILL)  # anything left of the group
+        try:
+            server.stop()
+        finally:
+            assert server.process is not None
+            with contextlib.suppress(ProcessLookupError):  # anything left of the group
+                os.killpg(server.process.pid, signal.SIGKILL)
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -116,8 +72,8 @@ def _holder_of_client_ports(server_port: int, workers: list[int]) -> dict[int, i
     return held
 
 
-def test_connections_are_dealt_to_the_workers_in_turn(serving: Serving) -> None:
-    workers = serving.workers()
+def test_connections_are_dealt_to_the_workers_in_turn(serving: Server) -> None:
+    workers = _workers_of(serving)
     assert len(workers) == 2, workers
     connections = [http.client.HTTPConnection("127.0.0.1", serving.port, timeout=10)
                    for _ in range(8)]  # fmt: skip
@@ -137,32 +93,32 @@ def test_connections_are_dealt_to_the_workers_in_turn(serving: Serving) -> None:
 
 
 def test_a_killed_worker_is_started_again_and_the_server_keeps_answering(
-    serving: Serving,
+    serving: Server,
 ) -> None:
-    first, second = serving.workers()
+    first, second = _workers_of(serving)
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        workers = serving.workers()
+        workers = _workers_of(serving)
         if len(workers) == 2 and first not in workers:
             break
         time.sleep(0.1)
     else:
-        raise AssertionError(f"the worker was not started again:\n{serving.log()[-3000:]}")
+        raise AssertionError(f"the worker was not started again:\n{serving.log_tail()}")
     assert second in workers
     for _ in range(6):  # new connections, dealt to both workers in turn
-        assert httpx.get(f"{serving.base}/openapi.json", timeout=30).status_code == 200
-    assert f"[{first}] exited with status -9; starting it again" in serving.log()
+        assert httpx.get(f"{serving.base_url}/openapi.json", timeout=30).status_code == 200
+    assert f"[{first}] exited with status -9; starting it again" in serving.log_tail(100_000)
 
 
-def test_sigterm_stops_every_worker_cleanly(serving: Serving) -> None:
-    workers = serving.workers()
-    assert httpx.get(f"{serving.base}/openapi.json", timeout=10).status_code == 200
+def test_sigterm_stops_every_worker_cleanly(serving: Server) -> None:
+    workers = _workers_of(serving)
+    assert httpx.get(f"{serving.base_url}/openapi.json", timeout=10).status_code == 200
     assert serving.stop() == 0
     for pid in workers:
         assert (
             not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
         )
-    log = serving.log()
+    log = serving.log_tail(100_000)
     assert "Traceback" not in log, log[-3000:]
     assert log.count("Finished server process") == 2, log[-3000:]
