@@ -122,7 +122,9 @@ class Supervisor:
             for channel in readable:
                 with contextlib.suppress(OSError):
                     if channel.recv(16) == STARTED:
-                        waiting[channel].started = True
+                        worker = waiting[channel]
+                        worker.started = True
+                        log.info("Worker %d [%d] is serving", worker.number, worker.process.pid)
         else:
             self._stop.wait(0.2)
         for index, worker in enumerate(list(self.workers)):

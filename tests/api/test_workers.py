@@ -37,6 +37,11 @@ def serving(tmp_path: Path) -> Iterator[Server]:
     server = Server(Deployment(tmp_path / "data"), tmp_path / "server.log", workers=2)
     try:
         server.start(timeout=90)
+        # Until a worker is up, connections go to those that are: wait for both.
+        deadline = time.monotonic() + 90
+        while server.log_tail(100_000).count("] is serving") < 2:
+            assert time.monotonic() < deadline, server.log_tail()
+            time.sleep(0.05)
         yield server
     finally:
         try:
