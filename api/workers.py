@@ -54,6 +54,7 @@ class _Worker:
     number: int
     process: subprocess.Popen[bytes]
     channel: socket.socket
+    restart: bool = False
     begun: float = field(default_factory=time.monotonic)
     started: bool = False
 
@@ -75,7 +76,7 @@ class Supervisor:
 
     # Workers -------------------------------------------------------------------------
 
-    def _spawn(self, number: int) -> _Worker:
+    def _spawn(self, number: int, *, restart: bool = False) -> _Worker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             process = subprocess.Popen(
@@ -86,7 +87,7 @@ class Supervisor:
             theirs.close()
         ours.settimeout(5.0)  # a worker that stops reading is passed over, not waited for
         log.info("Started worker %d [%d]", number, process.pid)
-        return _Worker(number, process, ours)
+        return _Worker(number, process, ours, restart)
 
     def _deal(self, connection: socket.socket) -> None:
         """Hand ``connection`` to the next worker that serves (or, if none does yet, to the
@@ -129,17 +130,25 @@ class Supervisor:
             self._stop.wait(0.2)
         for index, worker in enumerate(list(self.workers)):
             code = worker.process.poll()
-            if code is None and (worker.started or time.monotonic() - worker.begun < START_TIMEOUT):
+            age = time.monotonic() - worker.begun
+            if code is None and (worker.started or age < START_TIMEOUT):
                 continue
-            if not worker.started:
-                log.error("worker %d [%d] did not start (exit status %s); stopping",
+            if not worker.started and not worker.restart:
+                # A first start that fails (bad settings, database unreachable) stops the
+                # server, as uvicorn does, rather than trying for ever.
+                log.error("Worker %d [%d] did not start (exit status %s); stopping",
                           worker.number, worker.process.pid, code)  # fmt: skip
                 self._status = STARTUP_FAILURE
                 self._stop.set()
                 return
-            log.warning("worker %d [%d] exited with status %s; starting it again",
+            if not worker.started and age < 1.0:
+                continue  # a restart that failed at once: try again after a second
+            if code is None:  # a restart that hung in its startup
+                worker.process.kill()
+                code = worker.process.wait()
+            log.warning("Worker %d [%d] exited with status %s; starting it again",
                         worker.number, worker.process.pid, code)  # fmt: skip
-            replacement = self._spawn(worker.number)
+            replacement = self._spawn(worker.number, restart=True)
             with self._lock:
                 self.workers[index] = replacement
             worker.channel.close()
@@ -180,7 +189,7 @@ class Supervisor:
             try:
                 worker.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("worker %d [%d] did not stop; killed it",
+                log.warning("Worker %d [%d] did not stop; killed it",
                             worker.number, worker.process.pid)  # fmt: skip
                 worker.process.kill()
                 worker.process.wait()

@@ -461,18 +461,29 @@ def serve(
     database_url: DatabaseUrl = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    workers: Annotated[int, typer.Option(help="Worker processes (one database for all).")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (one database for all).")
+    ] = 1,
     trusted_proxy: Annotated[
         list[str] | None,
         typer.Option(help="Address or network of a proxy whose X-Forwarded-For is believed."),
     ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs) and run the sealer and the scheduler."""
+    import ipaddress
     import os
     import socket
 
     import uvicorn
 
+    for proxy in trusted_proxy or []:  # checked before anything is made
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            errors.print(
+                f"[red]error[/red]: --trusted-proxy {proxy!r} is not an address or network"
+            )
+            raise typer.Exit(2) from None
     settings = Settings.load(data_dir=data_dir, database_url=database_url)
     with Ledger.open(settings):  # make keys and tables once, before workers race for them
         pass

@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import os
 import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults.harness import Deployment, Server
+from tests.faults.harness import BIN, Deployment, Server, clean_environment, free_port
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/net/tcp").exists(), reason="reads connections from Linux's /proc"
@@ -127,3 +128,28 @@ def test_sigterm_stops_every_worker_cleanly(serving: Server) -> None:
     log = serving.log_tail(100_000)
     assert "Traceback" not in log, log[-3000:]
     assert log.count("Finished server process") == 2, log[-3000:]
+
+
+def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run ``serve`` to its end (it must end by itself); its exit status and output."""
+    answer = subprocess.run(
+        [str(BIN / "evidence-ledger"), "serve", "--port", str(free_port()),
+         "--data-dir", str(tmp_path / "data"), *args],
+        env=clean_environment(env), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return answer.returncode, answer.stdout + answer.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
+    code, output = _serve(
+        tmp_path, "--workers", "2", env={"EVIDENCE_LEDGER_CLIENT_TIME_WINDOW": "soon"}
+    )
+    assert code == 3, output[-3000:]
+    assert "did not start" in output and "Stopped supervisor process" in output, output[-3000:]
+
+
+def test_a_bad_trusted_proxy_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    code, output = _serve(tmp_path, "--workers", "2", "--trusted-proxy", "10.0.0.0/8,bogus")
+    assert code == 2, output[-3000:]
+    assert "--trusted-proxy '10.0.0.0/8,bogus' is not an address or network" in output
+    assert not (tmp_path / "data").exists()
