@@ -57,8 +57,9 @@ DepartmentFilter = Annotated[str | None, Query(max_length=256, description="A de
 class TenantFacts:
     """Each tenant's facts cache, made on first use or by :meth:`warm`.
 
-    The projection follower calls :meth:`refresh_all` after each catch-up, so a request
-    finds its tenant's facts in memory and reads at most the last moments' rows itself;
+    The projection follower calls :meth:`refresh_all` after its catch-ups (at most once a
+    second), so a request finds its tenant's facts in memory and reads at most about a
+    second's rows itself;
     reading a large log's typed rows out of the database takes seconds, once per process.
     With ``snapshots`` (a directory) and ``root`` (the log's root at a size), each tenant's
     facts are also saved there now and then and on closing (:mod:`projections.facts_snapshot`),
