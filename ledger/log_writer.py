@@ -34,6 +34,17 @@ INSERT_LEAF = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 INSERT_NODE = "INSERT INTO ledger_nodes (node_id, hash) VALUES (?, ?)"
+#: The leaves from a given index on, with the last one's event (the ``?`` after ``WHEN``)
+#: so a writer that is behind can catch up (see :meth:`LogWriter.write`).
+SELECT_SINCE = (
+    "SELECT l.leaf_index, l.stream_id, l.sequence, l.leaf_hash, CASE WHEN l.leaf_index = ? "
+    "THEN (SELECT e.state FROM stored_events e WHERE e.originator_id = l.stream_id "
+    "AND e.originator_version = l.sequence) END FROM ledger_log l "
+    "WHERE l.leaf_index >= ? ORDER BY l.leaf_index"
+)
+#: At most how many leaves of other writers a writer reads to catch up; further behind, it
+#: reads its right edge afresh and forgets the heads it remembered.
+MAX_CATCH_UP = 5_000
 SELECT_LAST_EVENT = (
     "SELECT e.state FROM ledger_log l JOIN stored_events e "
     "ON e.originator_id = l.stream_id AND e.originator_version = l.sequence "
@@ -110,13 +121,22 @@ class LogWriter:
     The memory is only a shortcut: each transaction re-reads the tree size under the writer
     lock and trusts what it remembers only if the size is the one this process last
     committed. Every append grows the tree, so a write by any other process or host is
-    always noticed, and then everything is read from the database.
+    always noticed. The writer then reads the leaves written since (at most
+    :data:`MAX_CATCH_UP`; beyond that, its right edge afresh) and brings its right edge and
+    the heads of their streams up to date from them in one statement, so workers
+    appending in turn do not each read everything again.
     """
 
-    def __init__(self, stream_key: Callable[[UUID], Any], event_key: Callable[[UUID], Any]) -> None:
+    def __init__(
+        self,
+        stream_key: Callable[[UUID], Any],
+        event_key: Callable[[UUID], Any],
+        stream_id: Callable[[Any], UUID],
+    ) -> None:
         self.lock = threading.Lock()
         self._stream_key = stream_key
         self._event_key = event_key
+        self._stream_id = stream_id
         self._size = -1
         self._frontier: dict[Node, bytes] = {}
         self._heads: OrderedDict[UUID, Head] = OrderedDict()
@@ -134,15 +154,20 @@ class LogWriter:
         """
         rows = tx.query(SELECT_SIZE, [])
         size = 0 if rows[0][0] is None else int(rows[0][0]) + 1
-        if self._size == size:
-            frontier = dict(self._frontier)
-            last_time = self._last_time
-        else:
-            self.forget()
-            frontier = _read_frontier(tx, size)
-            last_time = _read_last_time(tx, size)
         # Heads this transaction reads or writes go to an overlay, merged only on commit.
         overlay: dict[UUID, Head] = {}
+        if self._size == size:
+            frontier, last_time = dict(self._frontier), self._last_time
+        else:
+            behind = 0 <= self._size < size <= self._size + MAX_CATCH_UP
+            caught_up = self._catch_up(tx, size, overlay) if behind else None
+            if caught_up is None:
+                self.forget()
+                overlay.clear()
+                frontier = _read_frontier(tx, size)
+                last_time = _read_last_time(tx, size)
+            else:
+                frontier, last_time = caught_up
         events = build(_HeadReader(tx, self._heads, overlay, self._stream_key, last_time))
         tx.insert_events(events)
         tx.insert_many(
@@ -170,6 +195,28 @@ class LogWriter:
         edge = {n: frontier[n] for n in merkle.frontier(new_size)}
         times = [str(e.envelope["server_time"]) for e in events]
         return Written(size, events, new_size, edge, overlay, max(times) if times else last_time)
+
+    def _catch_up(
+        self, tx: Transaction, size: int, overlay: dict[UUID, Head]
+    ) -> tuple[dict[Node, bytes], str | None] | None:
+        """The right edge and last server time of a tree of ``size`` leaves, from what this
+        writer remembers and the leaves other writers added since; their streams' heads go
+        into ``overlay``. ``None`` if the rows are not the leaves expected."""
+        rows = tx.query(SELECT_SINCE, [size - 1, self._size])
+        if len(rows) != size - self._size or rows[-1][4] is None:
+            return None
+        hashes: list[bytes] = []
+        for offset, (index, stream, sequence, leaf_hash, _) in enumerate(rows):
+            if int(index) != self._size + offset:
+                return None
+            value = bytes(leaf_hash)
+            hashes.append(value)
+            overlay[self._stream_id(stream)] = (int(sequence), value)
+        known = dict(self._frontier)
+        merkle.append_leaves(self._size, known, hashes)
+        frontier = {n: known[n] for n in merkle.frontier(size)}
+        last_time = str(json.loads(bytes(rows[-1][4]))["server_time"])
+        return frontier, last_time
 
     def committed(self, written: Written) -> None:
         """Remember the right edge and heads of a transaction that committed."""

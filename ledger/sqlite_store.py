@@ -116,7 +116,7 @@ class SQLiteLedgerStore(LedgerStore):
             self.recorder.create_table()
         except PersistenceError as exc:
             raise StoreUnavailable(f"cannot open the ledger database {self.path}: {exc}") from exc
-        self._writer = log_writer.LogWriter(self._stream_key, self._event_key)
+        self._writer = log_writer.LogWriter(self._stream_key, self._event_key, self._stream_id)
         self._readers = threading.local()
         self._reader_lock = threading.Lock()
         self._reader_connections: list[sqlite3.Connection] = []

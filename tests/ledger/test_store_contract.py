@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ledger import log_writer
 from ledger.errors import ConstraintViolation, DuplicateEvent, StoreError, StreamConflict
 from ledger.log_writer import Transaction
 from ledger.store import LedgerStore, Receipt
@@ -126,6 +128,49 @@ class LedgerStoreContract:
         entries = one.entries(0, 12)
         assert one.root(12) == ReferenceTree([e.canonical for e in entries]).root(12)
         assert two.root(12) == one.root(12)
+
+    def test_writers_in_turn_catch_up_from_each_others_leaves(
+        self, make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        one, two = make_store(), make_store()
+        shared = [uuid.uuid4() for _ in range(3)]
+        moment = datetime(2026, 12, 7, 1, 0, 0, tzinfo=UTC)
+        one.clock = lambda: moment + timedelta(seconds=5)
+        two.clock = lambda: moment  # behind one's clock: must not write an earlier time
+        one.append([draft(s) for s in shared])
+        two.append([draft(shared[0])])
+        fresh_reads: list[int] = []
+        read_frontier = log_writer._read_frontier
+
+        def counted(tx: Transaction, size: int) -> object:
+            fresh_reads.append(size)
+            return read_frontier(tx, size)
+
+        monkeypatch.setattr(log_writer, "_read_frontier", counted)
+        # From here on each writer is behind by the other's leaves, and catches up from them.
+        for turn in range(6):
+            writer = (one, two)[turn % 2]
+            writer.append([draft(shared[turn % 3]), draft(shared[(turn + 1) % 3]), draft()])
+        assert fresh_reads == []
+        size = 4 + 6 * 3
+        entries = one.entries(0, size)
+        assert one.root(size) == two.root(size)
+        assert one.root(size) == ReferenceTree([e.canonical for e in entries]).root(size)
+        for stream in shared:
+            events = two.read_stream(stream)
+            assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+            assert [e.prev for e in events] == [None] + [e.hash for e in events[:-1]]
+        times = [json.loads(e.canonical)["server_time"] for e in entries]
+        assert times == sorted(times)
+        assert set(times[3:]) == {"2026-12-07T01:00:05.000000Z"}
+
+        # Further behind than a writer catches up from: it reads everything again.
+        monkeypatch.setattr(log_writer, "MAX_CATCH_UP", 2)
+        one.append([draft(), draft(), draft()])
+        receipt = two.append([draft(shared[0])])[0]
+        assert fresh_reads == [size, size + 3]  # each was 3 leaves behind
+        assert receipt.sequence == len(two.read_stream(shared[0]))
+        assert one.root(size + 4) == two.root(size + 4)
 
     def test_a_batch_over_many_known_and_new_streams_chains_each_onto_its_stored_head(
         self, make_store: MakeStore
