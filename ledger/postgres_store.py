@@ -18,15 +18,11 @@ from uuid import UUID
 
 import psycopg
 import psycopg.rows
-from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
-from eventsourcing.postgres import (
-    PostgresAggregateRecorder,
-    PostgresApplicationRecorder,
-    PostgresDatastore,
-)
+from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
-from ledger import log_writer, schema
+from ledger import log_writer, schema, sql_rows
 from ledger.errors import (
     ConfigurationError,
     ConstraintViolation,
@@ -49,6 +45,12 @@ _SELECT_HEADS = SQL(
     "SELECT h.originator_id, h.originator_version, h.state FROM unnest(%s::uuid[]) AS k(id) "
     "CROSS JOIN LATERAL (SELECT originator_id, originator_version, state FROM stored_events "
     "WHERE originator_id = k.id ORDER BY originator_version DESC LIMIT 1) AS h"
+)
+
+
+_INSERT_EVENTS = (
+    "INSERT INTO stored_events (originator_id, originator_version, topic, state) "
+    "VALUES (?, ?, ?, ?)"
 )
 
 
@@ -115,7 +117,7 @@ class _PostgresWrite:
         return [tuple(row.values()) for row in self._cursor.fetchall()]
 
     def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        self._cursor.executemany(_pg(sql), rows)
+        sql_rows.execute_rows(self._cursor, sql, rows)
 
     def execute(self, sql: str, params: Sequence[Any]) -> None:
         self._cursor.execute(_pg(sql), params)
@@ -127,19 +129,12 @@ class _PostgresWrite:
         return [tuple(row.values()) for row in self._cursor.fetchall()]
 
     def insert_events(self, events: Sequence[Event]) -> None:
-        # eventsourcing's unnest() insert, without its own table lock (already held).
-        PostgresAggregateRecorder._insert_stored_events(
-            self._recorder,
+        # The rows eventsourcing's own insert writes (without its table lock: already held),
+        # sent as arrays (see ledger.sql_rows), not as an array of composite values.
+        sql_rows.execute_rows(
             self._cursor,
-            [
-                StoredEvent(
-                    originator_id=e.stream_id,
-                    originator_version=e.sequence,
-                    topic=e.type,
-                    state=e.canonical,
-                )
-                for e in events
-            ],
+            _INSERT_EVENTS,
+            [(e.stream_id, e.sequence, e.type, e.canonical) for e in events],
         )
 
 
@@ -160,7 +155,7 @@ class PostgresLedgerStore(LedgerStore):
         except PersistenceError as exc:
             self.datastore.close()
             raise StoreUnavailable(f"cannot open the PostgreSQL ledger: {exc}") from exc
-        self._writer = log_writer.LogWriter(self._stream_key, self._event_key)
+        self._writer = log_writer.LogWriter(self._stream_key, self._event_key, self._stream_id)
 
     def _create_tables(self) -> None:
         """Create the tables, one process at a time: concurrent ``CREATE ... IF NOT EXISTS``

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID
 
-from ledger import sqlite_params
+from ledger import sql_rows, sqlite_params
 from ledger.store import LedgerStore
 
 sqlite_params.install()
@@ -120,8 +120,7 @@ class _PostgresTransaction:
         self._cursor.execute(_pg(sql), params)
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            self._cursor.executemany(_pg(sql), rows)
+        sql_rows.execute_rows(self._cursor, sql, rows)
 
 
 class PostgresDatabase:
