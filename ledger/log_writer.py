@@ -34,13 +34,15 @@ INSERT_LEAF = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 INSERT_NODE = "INSERT INTO ledger_nodes (node_id, hash) VALUES (?, ?)"
-#: The leaves from a given index on, with the last one's event (the ``?`` after ``WHEN``)
-#: so a writer that is behind can catch up (see :meth:`LogWriter.write`).
+#: The leaves in a range of indices, with the last one's event (the ``?`` after ``WHEN``),
+#: so a writer that is behind can catch up (see :meth:`LogWriter.write`). Both bounds are
+#: given: a plan made for any value of a lone lower bound expects a third of the table and
+#: scans all of it, under the writer lock.
 SELECT_SINCE = (
     "SELECT l.leaf_index, l.stream_id, l.sequence, l.leaf_hash, CASE WHEN l.leaf_index = ? "
     "THEN (SELECT e.state FROM stored_events e WHERE e.originator_id = l.stream_id "
     "AND e.originator_version = l.sequence) END FROM ledger_log l "
-    "WHERE l.leaf_index >= ? ORDER BY l.leaf_index"
+    "WHERE l.leaf_index >= ? AND l.leaf_index < ? ORDER BY l.leaf_index"
 )
 #: At most how many leaves of other writers a writer reads to catch up; further behind, it
 #: reads its right edge afresh and forgets the heads it remembered.
@@ -202,7 +204,7 @@ class LogWriter:
         """The right edge and last server time of a tree of ``size`` leaves, from what this
         writer remembers and the leaves other writers added since; their streams' heads go
         into ``overlay``. ``None`` if the rows are not the leaves expected."""
-        rows = tx.query(SELECT_SINCE, [size - 1, self._size])
+        rows = tx.query(SELECT_SINCE, [size - 1, self._size, size])
         if len(rows) != size - self._size or rows[-1][4] is None:
             return None
         hashes: list[bytes] = []
