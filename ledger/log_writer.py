@@ -54,6 +54,11 @@ SELECT_LAST_EVENT = (
 )
 
 
+def size_from(rows: Sequence[Sequence[Any]]) -> int:
+    """The tree size from the rows :data:`SELECT_SIZE` read."""
+    return 0 if rows[0][0] is None else int(rows[0][0]) + 1
+
+
 def select_nodes(nodes: Sequence[Node]) -> tuple[str, list[int]]:
     """One statement reading the hashes of ``nodes``; rows are ``(node_id, hash)``."""
     return select_node_ids({merkle.node_id(n) for n in nodes})
@@ -78,6 +83,10 @@ def select_node_ids(ids: Iterable[int]) -> tuple[str, list[int]]:
 
 class Transaction(Protocol):
     """What a backend offers inside its write transaction."""
+
+    def size(self) -> int:
+        """The tree size, read under the writer lock (:data:`SELECT_SIZE`)."""
+        ...
 
     def query(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]: ...
 
@@ -154,8 +163,7 @@ class LogWriter:
 
         ``also``, if given, runs last, in the same transaction (see :data:`AlsoWrite`).
         """
-        rows = tx.query(SELECT_SIZE, [])
-        size = 0 if rows[0][0] is None else int(rows[0][0]) + 1
+        size = tx.size()
         # Heads this transaction reads or writes go to an overlay, merged only on commit.
         overlay: dict[UUID, Head] = {}
         if self._size == size:

@@ -108,9 +108,12 @@ def datastore_from_url(url: str, *, pool_size: int = 4) -> PostgresDatastore:
 class _PostgresWrite:
     """The :class:`~ledger.log_writer.Transaction` of one PostgreSQL write."""
 
-    def __init__(self, cursor: psycopg.Cursor[Any], recorder: LedgerPostgresRecorder) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any], size: int) -> None:
         self._cursor = cursor
-        self._recorder = recorder
+        self._size = size
+
+    def size(self) -> int:
+        return self._size
 
     def query(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         self._cursor.execute(_pg(sql), params)
@@ -156,6 +159,9 @@ class PostgresLedgerStore(LedgerStore):
             self.datastore.close()
             raise StoreUnavailable(f"cannot open the PostgreSQL ledger: {exc}") from exc
         self._writer = log_writer.LogWriter(self._stream_key, self._event_key, self._stream_id)
+        self._lock_and_size = SQL("; ").join(
+            [*self.recorder.lock_table_statements, SQL(log_writer.SELECT_SIZE)]
+        )
 
     def _create_tables(self) -> None:
         """Create the tables, one process at a time: concurrent ``CREATE ... IF NOT EXISTS``
@@ -195,8 +201,13 @@ class PostgresLedgerStore(LedgerStore):
             connection.transaction(),
             connection.cursor() as cursor,
         ):
-            self.recorder._lock_table(cursor)
-            return self._writer.write(_PostgresWrite(cursor, self.recorder), build, also)
+            # eventsourcing's lock statements and the size, in one round trip (the simple
+            # query protocol runs several statements; the last one's rows are the size).
+            cursor.execute(self._lock_and_size, prepare=False)
+            for _ in self.recorder.lock_table_statements:
+                cursor.nextset()
+            size = log_writer.size_from([tuple(r.values()) for r in cursor.fetchall()])
+            return self._writer.write(_PostgresWrite(cursor, size), build, also)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:

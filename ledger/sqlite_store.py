@@ -62,6 +62,9 @@ class _SQLiteWrite:
         self._cursor = cursor
         self._recorder = recorder
 
+    def size(self) -> int:
+        return log_writer.size_from(self.query(log_writer.SELECT_SIZE, []))
+
     def query(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         self._cursor.execute(sql, params)
         return list(self._cursor.fetchall())
