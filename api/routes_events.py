@@ -340,22 +340,6 @@ def _stream_refusal(drafts: Sequence[EventDraft], refused: Sequence[UUID]) -> Pr
     )
 
 
-def _streams_to_claim(
-    tenants: TenantStore, who: Principal, drafts: Sequence[EventDraft]
-) -> list[UUID]:
-    """The drafts' streams nobody owns yet; 409 at once if one is another tenant's.
-
-    Only a read: the new streams are claimed in the append's own transaction, where a
-    tenant that claimed one in between is noticed and the append refused.
-    """
-    streams = list(dict.fromkeys(d.stream_id for d in drafts))
-    owners = tenants.stream_owners(streams)
-    refused = [s for s in streams if owners.get(s, who.tenant_id) != who.tenant_id]
-    if refused:
-        raise _stream_refusal(drafts, refused)
-    return [s for s in streams if s not in owners]
-
-
 def _refusal(exc: DuplicateEvent | InvalidEvent, drafts: Sequence[EventDraft]) -> Exception:
     """The batch refusal naming the member at fault."""
     if isinstance(exc, InvalidEvent):
@@ -382,23 +366,25 @@ def _store_once(
 ) -> Response:
     """Store what ``prepare`` makes, at most once per ``Idempotency-Key``; 201 with receipts.
 
-    The key's record (the answer), the claims of new streams and the events are written
-    in one transaction: either all of them are stored or none is. A request whose key
-    is already recorded gets the recorded answer (or 422 for a different request) and
-    stores nothing; one that loses a race for its key is rolled back and answers the same.
+    The key's record (the answer), the claims of the streams and the events are written
+    in one transaction: either all of them are stored or none is. A stream another tenant
+    holds is found there (409, nothing stored), not read beforehand: concurrent requests
+    share one transaction (:class:`GroupCommit`), so one check serves them all. A request
+    whose key is already recorded gets the recorded answer (or 422 for a different
+    request) and stores nothing; one that loses a race for its key is rolled back and
+    answers the same.
     """
     record = tenants.idempotency_record(who.tenant_id, key)
     if record is not None:
         return replay(record, digest)
     drafts = prepare()
-    new_streams = _streams_to_claim(tenants, who, drafts)
+    streams = list(dict.fromkeys(d.stream_id for d in drafts))
     bodies: list[bytes] = []
 
     def also(tx: Transaction, receipts: list[Receipt]) -> None:
-        if new_streams:
-            refused = TenantStore.claim_streams_in(tx, who.tenant_id, new_streams)
-            if refused:
-                raise _stream_refusal(drafts, refused)
+        refused = TenantStore.claim_streams_in(tx, who.tenant_id, streams)
+        if refused:
+            raise _stream_refusal(drafts, refused)
         body = orjson.dumps(answer(receipts))
         TenantStore.record_answer_in(tx, who.tenant_id, key, digest, 201, body)
         bodies.append(body)
