@@ -88,6 +88,14 @@ class Transaction(Protocol):
         """The tree size, read under the writer lock (:data:`SELECT_SIZE`)."""
         ...
 
+    def confirm(self) -> None:
+        """Wait until every statement sent so far has run; raise what refused one.
+
+        A backend may send statements whose rows are not needed without waiting for each
+        (PostgreSQL's pipeline mode): their errors are raised here at the latest.
+        """
+        ...
+
     def query(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]: ...
 
     def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
@@ -198,6 +206,7 @@ class LogWriter:
         if upper:
             tx.insert_many(INSERT_NODE, upper)
         if also is not None:
+            tx.confirm()  # the hook runs only once the rows above are known to be in
             also(tx, size, events)
         new_size = size + len(events)
         for event in events:

@@ -108,12 +108,16 @@ def datastore_from_url(url: str, *, pool_size: int = 4) -> PostgresDatastore:
 class _PostgresWrite:
     """The :class:`~ledger.log_writer.Transaction` of one PostgreSQL write."""
 
-    def __init__(self, cursor: psycopg.Cursor[Any], size: int) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any], size: int, pipeline: psycopg.Pipeline) -> None:
         self._cursor = cursor
         self._size = size
+        self._pipeline = pipeline
 
     def size(self) -> int:
         return self._size
+
+    def confirm(self) -> None:
+        self._pipeline.sync()
 
     def query(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         self._cursor.execute(_pg(sql), params)
@@ -207,7 +211,11 @@ class PostgresLedgerStore(LedgerStore):
             for _ in self.recorder.lock_table_statements:
                 cursor.nextset()
             size = log_writer.size_from([tuple(r.values()) for r in cursor.fetchall()])
-            return self._writer.write(_PostgresWrite(cursor, size), build, also)
+            # The rest in pipeline mode: statements whose rows are not needed (the inserts)
+            # go out without waiting for their answers; reading rows, or the end of the
+            # block, waits for everything sent before (and raises any error it met).
+            with connection.pipeline() as pipeline:
+                return self._writer.write(_PostgresWrite(cursor, size, pipeline), build, also)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:

@@ -65,6 +65,9 @@ class _SQLiteWrite:
     def size(self) -> int:
         return log_writer.size_from(self.query(log_writer.SELECT_SIZE, []))
 
+    def confirm(self) -> None:
+        """Each statement has run when it returns."""
+
     def query(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         self._cursor.execute(sql, params)
         return list(self._cursor.fetchall())
