@@ -378,19 +378,9 @@ def _store_once(
     if record is not None:
         return replay(record, digest)
     drafts = prepare()
-    streams = list(dict.fromkeys(d.stream_id for d in drafts))
-    bodies: list[bytes] = []
-
-    def also(tx: Transaction, receipts: list[Receipt]) -> None:
-        refused = TenantStore.claim_streams_in(tx, who.tenant_id, streams)
-        if refused:
-            raise _stream_refusal(drafts, refused)
-        body = orjson.dumps(answer(receipts))
-        TenantStore.record_answer_in(tx, who.tenant_id, key, digest, 201, body)
-        bodies.append(body)
-
+    writes = RequestWrites(who.tenant_id, drafts, key, digest, answer)
     try:
-        committer.append(drafts, also)
+        committer.append(drafts, writes)
     except (DuplicateEvent, InvalidEvent, ConstraintViolation) as exc:
         # Another request with this key may have won the race: answer as it did.
         record = tenants.idempotency_record(who.tenant_id, key)
@@ -399,7 +389,57 @@ def _store_once(
         if batch and isinstance(exc, DuplicateEvent | InvalidEvent):
             raise _refusal(exc, drafts) from None
         raise
-    return Response(bodies[-1], status_code=201, media_type="application/json")
+    assert writes.body is not None
+    return Response(writes.body, status_code=201, media_type="application/json")
+
+
+class RequestWrites:
+    """An append request's own writes, in its events' transaction: the claims of its
+    streams and the record of its answer under its ``Idempotency-Key``.
+
+    An :data:`~ledger.log_writer.AlsoWrite`; :class:`GroupCommit` writes a whole group's
+    with :meth:`write_many`, one statement each for the claims, their check and the
+    records, where each request's own would cost three.
+    """
+
+    def __init__(
+        self,
+        tenant_id: str,
+        drafts: Sequence[EventDraft],
+        key: str,
+        digest: str,
+        answer: Callable[[list[Receipt]], Any],
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.drafts = drafts
+        self.streams = list(dict.fromkeys(d.stream_id for d in drafts))
+        self.key = key
+        self.digest = digest
+        self.answer = answer
+        self.body: bytes | None = None
+        """The answer recorded, once written."""
+
+    def __call__(self, tx: Transaction, receipts: list[Receipt]) -> None:
+        self.write_many(tx, [(self, receipts)])
+
+    @staticmethod
+    def write_many(tx: Transaction, group: Sequence[tuple[RequestWrites, list[Receipt]]]) -> None:
+        """Write the requests' claims and answers; a stream another tenant holds refuses
+        the whole transaction (a 409 naming the first request's first such event)."""
+        owners = TenantStore.claim_streams_in(
+            tx, [(writes.tenant_id, stream) for writes, _ in group for stream in writes.streams]
+        )
+        for writes, _ in group:
+            refused = [s for s in writes.streams if owners.get(s) != writes.tenant_id]
+            if refused:
+                raise _stream_refusal(writes.drafts, refused)
+        answers: list[tuple[str, str, str, int, bytes]] = []
+        for writes, receipts in group:
+            body = orjson.dumps(writes.answer(receipts))
+            answers.append((writes.tenant_id, writes.key, writes.digest, 201, body))
+        TenantStore.record_answers_in(tx, answers)
+        for (writes, _), (*_, body) in zip(group, answers, strict=True):
+            writes.body = body
 
 
 # -- group commit ----------------------------------------------------------------------------
@@ -508,6 +548,14 @@ class GroupCommit:
                 drafts.extend(job.drafts)
 
             def also(tx: Transaction, receipts: list[Receipt]) -> None:
+                requests = [
+                    (job.also, receipts[start:end])
+                    for job, start, end in spans
+                    if isinstance(job.also, RequestWrites)
+                ]
+                if len(requests) == len(spans):
+                    RequestWrites.write_many(tx, requests)
+                    return
                 for job, start, end in spans:
                     job.also(tx, receipts[start:end])
 

@@ -291,7 +291,7 @@ def idempotent(
     key may be used again.
 
     Event appends do without the claim: they record their answer in the append's own
-    transaction (:meth:`~api.tenancy.TenantStore.record_answer_in`), and a request that
+    transaction (:meth:`~api.tenancy.TenantStore.record_answers_in`), and a request that
     loses a race for the key answers from the winner's record.
     """
     key = idempotency_key(request)

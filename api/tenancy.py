@@ -302,19 +302,18 @@ class TenantStore:
 
     @staticmethod
     def claim_streams_in(
-        tx: WriteTransaction, tenant_id: str, stream_ids: Sequence[UUID]
-    ) -> list[UUID]:
-        """Claim many streams inside another write transaction (an append's own); returns
-        those another tenant holds."""
-        ids = [str(s) for s in stream_ids]
+        tx: WriteTransaction, claims: Sequence[tuple[str, UUID]]
+    ) -> dict[UUID, str]:
+        """Claim streams for tenants, ``(tenant_id, stream_id)`` pairs, inside another write
+        transaction (an append's own); returns the owner of each stream named, which is
+        another tenant where that one holds it already (or claimed it here first)."""
         created = _now()
         tx.insert_many(
             "INSERT INTO api_streams (stream_id, tenant_id, created_at) VALUES (?, ?, ?) "
             "ON CONFLICT (stream_id) DO NOTHING",
-            [(i, tenant_id, created) for i in ids],
+            [(str(stream), tenant, created) for tenant, stream in claims],
         )
-        owners = _owners(tx.query, stream_ids)
-        return [s for s in stream_ids if owners.get(s) != tenant_id]
+        return _owners(tx.query, list(dict.fromkeys(stream for _, stream in claims)))
 
     def stream_owners(self, stream_ids: Sequence[UUID]) -> dict[UUID, str]:
         """The owning tenant of each of ``stream_ids`` that has one (a read; claims nothing)."""
@@ -410,23 +409,21 @@ class TenantStore:
         )
 
     @staticmethod
-    def record_answer_in(
-        tx: WriteTransaction,
-        tenant_id: str,
-        key: str,
-        request_sha256: str,
-        status_code: int,
-        response: bytes,
+    def record_answers_in(
+        tx: WriteTransaction, answers: Sequence[tuple[str, str, str, int, bytes]]
     ) -> None:
-        """Record a finished request's answer inside another write transaction (an append).
+        """Record finished requests' answers, ``(tenant_id, key, request_sha256, status,
+        response)``, inside another write transaction (an append's own).
 
-        A record already under ``key`` (a request that raced this one) makes the database
-        refuse the row, and so the whole transaction: the caller then answers from it.
+        A record already under one of the keys (a request that raced this one) makes the
+        database refuse the rows, and so the whole transaction: the caller then answers
+        from it.
         """
-        tx.execute(
+        created = _now()
+        tx.insert_many(
             "INSERT INTO api_idempotency (tenant_id, idem_key, request_sha256, state, "
             "status_code, response, created_at) VALUES (?, ?, ?, 'done', ?, ?, ?)",
-            (tenant_id, key, request_sha256, status_code, response, _now()),
+            [(*answer, created) for answer in answers],
         )
 
     def finish(self, tenant_id: str, key: str, status_code: int, response: bytes) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from api.problems import Problem
-from api.routes_events import GroupCommit
+from api.routes_events import GroupCommit, RequestWrites
 from ledger.errors import DuplicateEvent, StoreUnavailable
 from ledger.events import EventDraft
 from ledger.log_writer import Transaction
@@ -225,3 +225,44 @@ def test_a_database_away_fails_the_whole_group_at_once(api: ApiWorld) -> None:
     assert all(isinstance(r, (StoreUnavailable, sqlite3.OperationalError)) for r in results)
     assert len({type(r) for r in results}) == 1, results
     assert store.tree_size() == size + 1  # only the held append
+
+
+def test_a_groups_request_writes_go_together_and_another_tenants_stream_refuses_only_its_own(
+    api: ApiWorld,
+) -> None:
+    store = api.ledger.store
+    theirs = uuid.uuid4()
+    api.tenants.claim_stream(api.b.tenant_id, theirs)
+    shared = uuid.uuid4()  # new: two requests of one group claim it for the same tenant
+
+    def writes(drafts: list[EventDraft], key: str) -> RequestWrites:
+        return RequestWrites(
+            api.a.tenant_id, drafts, key, f"digest-{key}", lambda rs: [r.leaf_index for r in rs]
+        )
+
+    requests = [[draft(shared)], [draft(shared), draft()], [draft()]]
+    keys = [uuid.uuid4().hex for _ in requests]
+    jobs: list[tuple[list[EventDraft], AlsoWrite]] = [
+        (drafts, writes(drafts, key)) for drafts, key in zip(requests, keys, strict=True)
+    ]
+    gate, results = _run_group(store, jobs)
+    assert gate.calls == [1, 4]  # one transaction for the three
+    for (_, request), receipts, key in zip(jobs, results, keys, strict=True):
+        assert isinstance(request, RequestWrites)
+        assert request.body == orjson.dumps([r.leaf_index for r in receipts])
+        assert _records(api, key) == [(api.a.tenant_id, "done", 201)]
+    assert api.tenants.stream_owners([shared]) == {shared: api.a.tenant_id}
+
+    refused_key = uuid.uuid4().hex
+    requests = [[draft()], [draft(), draft(theirs)], [draft()]]
+    keys = [uuid.uuid4().hex, refused_key, uuid.uuid4().hex]
+    jobs = [(drafts, writes(drafts, key)) for drafts, key in zip(requests, keys, strict=True)]
+    size = store.tree_size()
+    gate, results = _run_group(store, jobs)
+    assert gate.calls[:2] == [1, 4]  # tried together, then one by one
+    assert isinstance(results[1], Problem) and results[1].kind == "stream-not-yours"
+    assert results[1].extra == {"index": 1}
+    assert [len(results[0]), len(results[2])] == [1, 1]
+    assert store.tree_size() == size + 1 + 2
+    assert _records(api, refused_key) == []
+    assert api.tenants.stream_owners([theirs]) == {theirs: api.b.tenant_id}
