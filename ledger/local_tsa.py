@@ -455,7 +455,7 @@ class _LocalStamper(DummyTimeStamper):
             "signer_infos": [signer_info],
         }
         if self._embed_tsa_cert:
-            # RFC 3161 section 2.4.1: without certReq, the certificates field must be absent.
+            # RFC 3161 section 2.4.1: the certificates field only if certReq asked for it.
             signed_data["certificates"] = cms.CertificateSet.load(self._constants.certificates)
         return signed_data
 
