@@ -82,7 +82,7 @@ def rewrite(sql: str, column_types: Any) -> str | None:
         table, columns_text, values_text, tail = insert.groups()
         columns = [c.strip() for c in columns_text.split(",")]
         values = [v.strip() for v in values_text.split(",")]
-        if len(columns) != len(values):
+        if len(columns) != len(values) or "?" in tail:
             return None
         types = column_types(table)
         arrays: list[str] = []

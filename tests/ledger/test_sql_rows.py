@@ -39,6 +39,7 @@ def test_a_one_key_delete_takes_an_array() -> None:
         "DELETE FROM t WHERE a = ? AND b = ?",
         "INSERT INTO t (a) SELECT x FROM unnest(?) AS x",
         "INSERT INTO t (a, b) VALUES (?, lower(?))",
+        "INSERT INTO t (a, b) VALUES (?, ?) ON CONFLICT (a) DO UPDATE SET b = ?",
     ],
 )
 def test_other_statements_are_left_to_one_statement_per_row(statement: str) -> None:
