@@ -111,14 +111,15 @@ def execute_rows(cursor: Cursor, sql: str, rows: Sequence[Sequence[Any]]) -> Non
     if not rows:
         return
     if len(rows) == 1:
-        cursor.execute(_pg(sql), rows[0])
+        cursor.execute(pg(sql), rows[0])
         return
     statement = _PLANS.statement(cursor, sql)
     if statement is None:
-        cursor.executemany(_pg(sql), rows)
+        cursor.executemany(pg(sql), rows)
         return
     cursor.execute(statement.encode(), [list(column) for column in zip(*rows, strict=True)])
 
 
-def _pg(sql: str) -> bytes:
+def pg(sql: str) -> bytes:
+    """``sql`` with ``?`` placeholders in psycopg's ``%s`` form, encoded."""
     return sql.replace("?", "%s").encode()

@@ -104,20 +104,16 @@ class SQLiteDatabase:
             self._connection.close()
 
 
-def _pg(sql: str) -> bytes:
-    return sql.replace("?", "%s").encode()
-
-
 class _PostgresTransaction:
     def __init__(self, cursor: Any) -> None:
         self._cursor = cursor
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        self._cursor.execute(_pg(sql), params)
+        self._cursor.execute(sql_rows.pg(sql), params)
         return list(self._cursor.fetchall())
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._cursor.execute(_pg(sql), params)
+        self._cursor.execute(sql_rows.pg(sql), params)
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         sql_rows.execute_rows(self._cursor, sql, rows)
@@ -136,7 +132,7 @@ class PostgresDatabase:
 
         with self._datastore.get_connection() as connection:
             cursor = connection.cursor(row_factory=psycopg.rows.tuple_row)
-            return list(cursor.execute(_pg(sql), params).fetchall())
+            return list(cursor.execute(sql_rows.pg(sql), params).fetchall())
 
     @contextmanager
     def transaction(self, *, lock_schema: bool = False) -> Iterator[Transaction]:
