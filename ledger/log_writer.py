@@ -234,8 +234,7 @@ class LogWriter:
         known = dict(self._frontier)
         merkle.append_leaves(self._size, known, hashes)
         frontier = {n: known[n] for n in merkle.frontier(size)}
-        last_time = str(json.loads(bytes(rows[-1][4]))["server_time"])
-        return frontier, last_time
+        return frontier, _server_time(rows[-1][4])
 
     def committed(self, written: Written) -> None:
         """Remember the right edge and heads of a transaction that committed."""
@@ -320,7 +319,12 @@ def _read_last_time(tx: Transaction, size: int) -> str | None:
     rows = tx.query(SELECT_LAST_EVENT, [size - 1])
     if not rows:
         raise RuntimeError(f"log storage has no event for leaf {size - 1}")
-    return str(json.loads(bytes(rows[0][0]))["server_time"])
+    return _server_time(rows[0][0])
+
+
+def _server_time(state: Any) -> str:
+    """The ``server_time`` of a stored event's canonical bytes."""
+    return str(json.loads(bytes(state))["server_time"])
 
 
 def _read_frontier(tx: Transaction, size: int) -> dict[Node, bytes]:
