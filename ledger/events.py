@@ -373,7 +373,16 @@ def new_event(
     envelope = build_envelope(
         draft, sequence=sequence, prev=prev, server_time=server_time, event_id=event_id
     )
-    event = Event.from_envelope(envelope, _parts_checked=True)
+    # The ledger's own fields are left unchecked only when they come from values of the
+    # types it makes them from; anything else has the whole envelope checked.
+    made = (
+        isinstance(event_id, UUID)
+        and isinstance(draft.stream_id, UUID)
+        and type(sequence) is int
+        and 1 <= sequence <= MAX_SAFE_INTEGER
+        and (prev is None if sequence == 1 else type(prev) is bytes and len(prev) == 32)
+    )
+    event = Event.from_envelope(envelope, _parts_checked=made)
     # Already known as objects: spare the properties from parsing them back.
     event.__dict__["event_id"] = event_id
     event.__dict__["stream_id"] = draft.stream_id
@@ -444,8 +453,12 @@ def validate_envelope(envelope: Mapping[str, Any], *, _parts_checked: bool = Fal
 
     Returns whether every object key sorts the same by code point as by UTF-16 code unit
     (see :func:`_encode`). ``_parts_checked`` is for :func:`new_event` only, whose
-    :func:`build_envelope` has already checked actor, context, factors and app signature.
+    :func:`build_envelope` has already checked actor, context, factors and app signature,
+    and made the fields the ledger itself sets (ids, sequence, time, ``prev``) from values
+    of their own types: only the type and the data, which come from the draft, are left.
     """
+    if _parts_checked:
+        return _check_draft_parts(envelope)
     for name in _REQUIRED_FIELDS:
         if name not in envelope:
             raise InvalidEvent(name, "is required")
@@ -464,12 +477,9 @@ def validate_envelope(envelope: Mapping[str, Any], *, _parts_checked: bool = Fal
     _check_time("server_time", envelope["server_time"])
     if envelope["actor"] is None:
         raise InvalidEvent("actor", "is required")
-    if not _parts_checked:
-        _check_string_object("actor", envelope["actor"], _ACTOR_FIELDS)
-        _check_context(envelope["context"])
-        _check_identity_factors(envelope["identity_factors"])
-    elif len(envelope["identity_factors"]) > MAX_IDENTITY_FACTORS:
-        raise InvalidEvent("identity_factors", f"has more than {MAX_IDENTITY_FACTORS} entries")
+    _check_string_object("actor", envelope["actor"], _ACTOR_FIELDS)
+    _check_context(envelope["context"])
+    _check_identity_factors(envelope["identity_factors"])
     data = envelope["data"]
     if not isinstance(data, Mapping):
         raise InvalidEvent("data", "must be a JSON object")
@@ -480,9 +490,18 @@ def validate_envelope(envelope: Mapping[str, Any], *, _parts_checked: bool = Fal
             raise InvalidEvent("prev", "must be null for the first event of a stream")
     elif not isinstance(prev, str) or not _HASH_PATTERN.match(prev):
         raise InvalidEvent("prev", "must be the previous event's hash as 64 lowercase hex digits")
-    if "app_signature" in envelope and not _parts_checked:
+    if "app_signature" in envelope:
         _check_string_object("app_signature", envelope["app_signature"], _APP_SIGNATURE_FIELDS)
     return keys_sort_alike
+
+
+def _check_draft_parts(envelope: Mapping[str, Any]) -> bool:
+    """:func:`validate_envelope` for an envelope :func:`build_envelope` made."""
+    if envelope["type"] not in EVENT_TYPES:
+        raise InvalidEvent("type", f"{envelope['type']!r} is not a known event type")
+    if len(envelope["identity_factors"]) > MAX_IDENTITY_FACTORS:
+        raise InvalidEvent("identity_factors", f"has more than {MAX_IDENTITY_FACTORS} entries")
+    return _check_json_value("data", envelope["data"], depth=0)
 
 
 def _check_context(context: object) -> None:
@@ -573,8 +592,62 @@ def _check_identity_factor(name: str, factor: object) -> None:
     _check_time(f"{name}.verified_at", factor["verified_at"])
 
 
+class _Unfit(Exception):
+    """Raised by :func:`_json_alike` for a value its plain types do not settle."""
+
+
 def _check_json_value(name: str, value: object, depth: int) -> bool:
     """Check a JSON value; return whether all its keys sort alike in JCS and in Python."""
+    try:
+        return _json_alike(value, depth)
+    except (_Unfit, UnicodeEncodeError):
+        # Something is wrong, or of a type the quick walk leaves alone: the walk that
+        # names each field decides, and names the field it refuses.
+        return _check_named_json_value(name, value, depth)
+
+
+def _json_alike(value: object, depth: int) -> bool:
+    """:func:`_check_json_value` for JSON of the plain Python types, without naming fields.
+
+    Raises :class:`_Unfit` (or ``UnicodeEncodeError``) at anything it does not accept.
+    """
+    if depth > MAX_DATA_DEPTH:
+        raise _Unfit
+    kind = type(value)
+    if kind is str:
+        if len(value) > MAX_DATA_STRING:  # type: ignore[arg-type]
+            raise _Unfit
+        if not value.isascii():  # type: ignore[attr-defined]
+            value.encode("utf-8")  # type: ignore[attr-defined]
+        return True
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:  # type: ignore[operator]
+            return True
+        raise _Unfit
+    if value is None or kind is bool:
+        return True
+    alike = True
+    if kind is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str or len(key) > MAX_KEY_LENGTH:
+                raise _Unfit
+            if not key.isascii():
+                key.encode("utf-8")
+                if max(key) >= _FIRST_SURROGATE:
+                    alike = False
+            if not _json_alike(item, depth + 1):
+                alike = False
+        return alike
+    if kind is list or kind is tuple:
+        for item in value:  # type: ignore[attr-defined]
+            if not _json_alike(item, depth + 1):
+                alike = False
+        return alike
+    raise _Unfit
+
+
+def _check_named_json_value(name: str, value: object, depth: int) -> bool:
+    """:func:`_check_json_value`, naming the field it refuses."""
     if depth > MAX_DATA_DEPTH:
         raise InvalidEvent(name, f"is nested deeper than {MAX_DATA_DEPTH} levels")
     if value is None or isinstance(value, bool):
@@ -596,10 +669,10 @@ def _check_json_value(name: str, value: object, depth: int) -> bool:
             _check_text(f"{name} key", key, MAX_KEY_LENGTH)
             if not key.isascii() and max(key) >= _FIRST_SURROGATE:
                 alike = False
-            alike = _check_json_value(f"{name}.{key}", item, depth + 1) and alike
+            alike = _check_named_json_value(f"{name}.{key}", item, depth + 1) and alike
         return alike
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            alike = _check_json_value(f"{name}[{i}]", item, depth + 1) and alike
+            alike = _check_named_json_value(f"{name}[{i}]", item, depth + 1) and alike
         return alike
     raise InvalidEvent(name, f"has a {type(value).__name__}, which JSON cannot carry")

@@ -22,6 +22,7 @@ from ledger.events import (
     RequestContext,
     build_envelope,
     canonical_bytes,
+    new_event,
 )
 from ledger.store import LedgerStore
 from tests.factories import ALICE, PHONE, draft, otp_passed
@@ -213,3 +214,75 @@ def test_event_encoding_equals_rfc8785_for_any_data(data: dict[str, Any]) -> Non
 def test_keys_beyond_the_bmp_sort_by_utf16_code_units(high: str, low: str) -> None:
     event = Event.from_envelope(envelope(data={high: 1, low: 2, high + low: 3}))
     assert event.canonical == rfc8785.dumps(event.envelope)
+
+
+# -- the quick checks of a draft's data against the field-naming ones ------------------
+
+any_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=6)  # lone surrogates included
+    | st.sampled_from(["x" * 70_000, b"bytes", {1, 2}, datetime(2026, 1, 1)]),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=4) | st.integers(0, 3), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(data=st.dictionaries(st.text(max_size=4), any_values, max_size=4))
+def test_data_is_judged_alike_by_the_quick_and_the_field_naming_checks(
+    data: dict[str, Any],
+) -> None:
+    """The quick walk and the walk that names fields accept, refuse and sort alike."""
+    from ledger.events import _check_json_value, _check_named_json_value
+
+    def outcome(check: Any) -> object:
+        try:
+            return check("data", data, 0)
+        except InvalidEvent as exc:
+            return ("refused", str(exc))
+
+    assert outcome(_check_json_value) == outcome(_check_named_json_value)
+
+
+def test_a_refused_value_deep_in_the_data_is_named() -> None:
+    with pytest.raises(InvalidEvent, match=r"data\.items\[1\]\.price: is a float"):
+        Event.from_envelope(envelope(data={"items": [{"price": "1"}, {"price": 1.5}]}))
+    bad = draft(data={"items": [{"note": "ok"}, {"note": "\ud800"}]})
+    with pytest.raises(InvalidEvent, match=r"data\.items\[1\]\.note: contains a lone surrogate"):
+        new_event(bad, sequence=1, prev=None, server_time=MOMENT, event_id=uuid.uuid4())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"stream_id": "not-a-uuid"}, "stream_id"),
+        ({"stream_id": "1B4E28BA-2FA1-11D2-883F-0016D3CCA427"}, "canonical lowercase"),
+        ({"sequence": 0}, "sequence"),
+        ({"sequence": 2, "prev": b"\x01" * 31}, "prev"),
+        ({"sequence": 1, "prev": b"\x01" * 32}, "prev"),
+    ],
+)
+def test_a_new_event_from_values_not_of_the_ledgers_own_types_is_checked_whole(
+    change: dict[str, Any], message: str
+) -> None:
+    """The ledger's own fields are trusted only when made from the values it makes them
+    from (a UUID, a whole sequence, a 32-byte hash); any other value is checked as if
+    read from outside."""
+    values: dict[str, Any] = {"sequence": 1, "prev": None}
+    d = draft()
+    if "stream_id" in change:
+        d = replace(d, stream_id=change["stream_id"])
+    values.update({k: v for k, v in change.items() if k != "stream_id"})
+    with pytest.raises(InvalidEvent, match=message):
+        new_event(d, server_time=MOMENT, event_id=uuid.uuid4(), **values)
+    # The same draft with the ledger's own values goes through.
+    good = new_event(draft(), sequence=2, prev=b"\x01" * 32, server_time=MOMENT,
+                     event_id=uuid.uuid4())  # fmt: skip
+    assert good.envelope["prev"] == "01" * 32
