@@ -57,13 +57,19 @@ def canonical_body(body: Any) -> bytes:
 
 def _plain(value: Any) -> bool:
     """True when orjson's sorted output is exactly RFC 8785 (see decision 0004)."""
+    # Loops, not ``all()`` over generators: this walks every signed body.
     if isinstance(value, dict):
-        return all(
-            isinstance(k, str) and (k.isascii() or max(k, default="") < "\ud800") and _plain(v)
-            for k, v in value.items()
-        )
+        for k, v in value.items():
+            if not isinstance(k, str) or not (k.isascii() or max(k, default="") < "\ud800"):
+                return False
+            if not _plain(v):
+                return False
+        return True
     if isinstance(value, list):
-        return all(_plain(v) for v in value)
+        for v in value:  # noqa: SIM110 (see above)
+            if not _plain(v):
+                return False
+        return True
     if isinstance(value, float):
         raise SignatureError("signed bodies may not contain floats; send decimals as strings")
     return True
