@@ -184,6 +184,18 @@ _TASK_SELECT = (
     "electronic, anomalies, last_leaf_index"
 )
 _ACT_SELECT = ", ".join(ACT_SCHEMA)
+#: The tasks whose rows changed at leaves ``[?, ?)``, and their pending participants. A
+#: task changed again at or after the end is read at the next refresh. Both bounds are
+#: given: for a lone lower bound PostgreSQL's generic plan expects a third of the tasks
+#: and scans every participant row.
+_CHANGED_TASKS = (
+    f"SELECT {_TASK_SELECT} FROM proj_tasks WHERE last_leaf_index >= ? AND last_leaf_index < ?"
+)
+_CHANGED_PENDING = (
+    "SELECT p.task_id, p.step_index, p.step_key, p.user_id, p.step_started_at "
+    "FROM proj_participants p JOIN proj_tasks t ON t.task_id = p.task_id "
+    "WHERE p.pending = 1 AND t.last_leaf_index >= ? AND t.last_leaf_index < ?"
+)
 
 
 def _time(text: str | None) -> int | None:
@@ -204,8 +216,9 @@ class FactsCache:
     """The facts of one scope, kept in memory and brought up to date incrementally.
 
     Act rows are only ever added, so each refresh reads those after the last leaf seen;
-    task rows change, so it reads the tasks changed since (``last_leaf_index``) and
-    replaces them; pending participants of changed tasks likewise. Checkpoints and audit
+    task rows change, so it reads the tasks changed since, up to the refresh's position
+    (``last_leaf_index``), and replaces them; pending participants of changed tasks
+    likewise. Checkpoints and audit
     runs are few and read whole. A refresh of an unchanged log costs three small queries.
 
     With ``snapshots``, the first refresh starts from the newest snapshot on disk that is
@@ -345,8 +358,8 @@ class FactsCache:
         )
         changed = _query_frame(
             self._db,
-            f"SELECT {_TASK_SELECT} FROM proj_tasks WHERE last_leaf_index >= ? AND {where}",
-            [start, *params],
+            f"{_CHANGED_TASKS} AND {where}",
+            [start, end, *params],
             {k: v for k, v in TASK_SCHEMA.items() if k != "created_leaf"},
         )
         changed = changed.join(self._created_leaf, on="task_id", how="left").select(
@@ -356,10 +369,8 @@ class FactsCache:
         t_where, t_params = self.scope.where("t.task_id")
         pending = _query_frame(
             self._db,
-            "SELECT p.task_id, p.step_index, p.step_key, p.user_id, p.step_started_at "
-            "FROM proj_participants p JOIN proj_tasks t ON t.task_id = p.task_id "
-            f"WHERE p.pending = 1 AND t.last_leaf_index >= ? AND {t_where}",
-            [start, *t_params],
+            f"{_CHANGED_PENDING} AND {t_where}",
+            [start, end, *t_params],
             PENDING_SCHEMA,
         )
         old = self._facts
