@@ -231,8 +231,8 @@ class FactsCache:
     Act rows are only ever added, so each refresh reads those after the last leaf seen;
     task rows change, so it reads the tasks changed since, up to the refresh's position
     (``last_leaf_index``), and replaces them; pending participants of changed tasks
-    likewise. Checkpoints and audit
-    runs are few and read whole. A refresh of an unchanged log costs three small queries.
+    likewise. Checkpoints are read from the oldest still waiting for a token, and audit
+    runs whole. A refresh of an unchanged log costs three small queries.
 
     With ``snapshots``, the first refresh starts from the newest snapshot on disk that is
     right for this log and reads from the database only the rows after it; the owner calls
