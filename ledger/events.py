@@ -472,8 +472,7 @@ def validate_envelope(envelope: Mapping[str, Any], *, _parts_checked: bool = Fal
     sequence = envelope["sequence"]
     if not _is_int(sequence) or not 1 <= sequence <= MAX_SAFE_INTEGER:
         raise InvalidEvent("sequence", "must be a whole number from 1")
-    if envelope["type"] not in EVENT_TYPES:
-        raise InvalidEvent("type", f"{envelope['type']!r} is not a known event type")
+    _check_type(envelope["type"])
     _check_time("server_time", envelope["server_time"])
     if envelope["actor"] is None:
         raise InvalidEvent("actor", "is required")
@@ -495,10 +494,14 @@ def validate_envelope(envelope: Mapping[str, Any], *, _parts_checked: bool = Fal
     return keys_sort_alike
 
 
+def _check_type(kind: object) -> None:
+    if kind not in EVENT_TYPES:
+        raise InvalidEvent("type", f"{kind!r} is not a known event type")
+
+
 def _check_draft_parts(envelope: Mapping[str, Any]) -> bool:
     """:func:`validate_envelope` for an envelope :func:`build_envelope` made."""
-    if envelope["type"] not in EVENT_TYPES:
-        raise InvalidEvent("type", f"{envelope['type']!r} is not a known event type")
+    _check_type(envelope["type"])
     if len(envelope["identity_factors"]) > MAX_IDENTITY_FACTORS:
         raise InvalidEvent("identity_factors", f"has more than {MAX_IDENTITY_FACTORS} entries")
     return _check_json_value("data", envelope["data"], depth=0)
