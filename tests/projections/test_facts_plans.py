@@ -9,7 +9,6 @@ with 300,000 checkpoints the checkpoint read took about 40 ms against 0.3 ms.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,14 +19,9 @@ from psycopg import sql
 from ledger.postgres_store import PostgresLedgerStore
 from projections import TaskProjection, facts
 from tests.conftest import TEST_DATABASE_URL
+from tests.pg_plans import generic_plan, whole_scans
 
 pytestmark = pytest.mark.postgres
-
-
-def _numbered(statement: str) -> str:
-    """``?`` placeholders as ``$1``, ``$2``, ... for PREPARE."""
-    count = iter(range(1, 100))
-    return re.sub(r"\?", lambda _: f"${next(count)}", statement)
 
 
 def _fill(
@@ -59,24 +53,6 @@ def _fill(
     connection.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
 
 
-def _generic_plan(
-    connection: psycopg.Connection[Any], name: str, statement: str, values: str
-) -> str:
-    connection.execute("SET plan_cache_mode = force_generic_plan")
-    connection.execute(f"PREPARE {name} AS {_numbered(statement)}")
-    return "\n".join(row[0] for row in connection.execute(f"EXPLAIN EXECUTE {name}({values})"))
-
-
-def _whole_scans(plan: str) -> list[str]:
-    """The plan's scans that read a whole table or index: those with no index condition."""
-    lines = plan.splitlines()
-    return [
-        line.strip()
-        for i, line in enumerate(lines)
-        if " Scan " in line and not (i + 1 < len(lines) and "Index Cond" in lines[i + 1])
-    ]
-
-
 @pytest.fixture
 def tables(postgres_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection to a fresh schema holding the ledger's and the projection's tables."""
@@ -104,8 +80,8 @@ def test_changed_tasks_are_read_by_index_under_a_generic_plan(
     )  # fmt: skip
     for name, statement in [("tasks", facts._CHANGED_TASKS), ("pending", facts._CHANGED_PENDING)]:
         assert statement.count("?") == 2  # a lower and an upper leaf bound
-        plan = _generic_plan(tables, name, f"{statement} AND 1 = 1", "999000, 1000010")
-        assert not _whole_scans(plan), plan
+        plan = generic_plan(tables, name, f"{statement} AND 1 = 1", "999000, 1000010")
+        assert not whole_scans(plan), plan
         assert "proj_tasks_changed" in plan, plan
 
 
@@ -118,6 +94,6 @@ def test_checkpoints_are_read_by_index_under_a_generic_plan(
         ("checkpoints", facts._CHECKPOINTS_FROM),
         ("stamps", facts._TIMESTAMPS_FROM),
     ]:
-        plan = _generic_plan(tables, name, statement, f"899990, {facts._NO_END}")
-        assert not _whole_scans(plan), plan
+        plan = generic_plan(tables, name, statement, f"899990, {facts._NO_END}")
+        assert not whole_scans(plan), plan
         assert "Index Cond: ((tree_size >= $1) AND (tree_size < $2))" in plan, plan
