@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 0.25
 MAX_SEALING_DELAY = 1.0
 MAX_RETRY_DELAY = 60.0
+#: Seconds between the timestamp passes that look for waiting checkpoints from the log's
+#: first checkpoint on, rather than from the last size known to be timestamped.
+FULL_SCAN_SECONDS = 600.0
 
 
 class Token(Protocol):
@@ -171,6 +174,10 @@ class Sealer:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.origin = key.name
         self.lock = lock
+        # Every checkpoint up to this size has its token. Tokens are never removed, so
+        # this stays true; timestamp passes look only above it (see timestamp_pending).
+        self._stamped_through = 0
+        self._full_scan_at = 0.0
 
     def seal(self) -> StoredCheckpoint | None:
         """Sign a checkpoint of the current tree if it grew; return it (or ``None``).
@@ -229,11 +236,25 @@ class Sealer:
         """Request tokens for untimestamped checkpoints, oldest first; return how many got one.
 
         Stops at the first failure (the TSA is likely down) and re-raises it.
+
+        Each pass reads only the checkpoints above the largest size up to which every
+        checkpoint is known to have its token, so its cost does not grow with the log's
+        history of checkpoints (one a second on a busy log). Once every
+        :data:`FULL_SCAN_SECONDS` a pass looks from the first checkpoint on, in case one
+        below that size was ever left waiting (a checkpoint is stored only above the
+        latest, so none should be).
         """
         if self.timestamper is None:
             return 0
+        now = time.monotonic()
+        if now >= self._full_scan_at:
+            self._stamped_through = 0
+            self._full_scan_at = now + FULL_SCAN_SECONDS
+        # Read before the waiting ones: every checkpoint up to it is then in their read.
+        latest = self.store.latest_checkpoint()
+        waiting = self.store.untimestamped_checkpoints(limit, after=self._stamped_through)
         done = 0
-        for checkpoint in self.store.untimestamped_checkpoints(limit):
+        for checkpoint in waiting:
             token = self.timestamper.timestamp(checkpoint.note.encode("utf-8"))
             stamp = StoredTimestamp(
                 tree_size=checkpoint.tree_size,
@@ -244,9 +265,14 @@ class Sealer:
             )
             try:
                 self.store.insert_timestamp(stamp)
+                done += 1
             except ConstraintViolation:
-                continue  # another sealer stored one first
-            done += 1
+                pass  # another sealer stored one first
+            # The read lists every waiting checkpoint above the bound in order, so all
+            # up to this one now have their token.
+            self._stamped_through = checkpoint.tree_size
+        if len(waiting) < limit and latest is not None:
+            self._stamped_through = max(self._stamped_through, latest.tree_size)
         return done
 
 

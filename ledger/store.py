@@ -530,12 +530,19 @@ class LedgerStore(ABC):
         )
         return self._timestamp(rows[0]) if rows else None
 
-    def untimestamped_checkpoints(self, limit: int = 100) -> list[StoredCheckpoint]:
+    def untimestamped_checkpoints(self, limit: int = 100, after: int = 0) -> list[StoredCheckpoint]:
+        """Checkpoints of size above ``after`` with no timestamp token yet, smallest first.
+
+        Both tables are read by key from ``after`` on, so the read costs what lies above
+        it, not the whole log's history of checkpoints: a caller that knows every
+        checkpoint up to some size has its token (the sealer does) passes that size.
+        """
         rows = self._rows(
-            "SELECT c.* FROM ledger_checkpoints c LEFT JOIN ledger_checkpoint_timestamps t "
-            "ON t.tree_size = c.tree_size WHERE t.tree_size IS NULL "
-            "ORDER BY c.tree_size LIMIT ?",
-            [limit],
+            "SELECT c.* FROM ledger_checkpoints c WHERE c.tree_size > ? AND NOT EXISTS ("
+            "SELECT 1 FROM ledger_checkpoint_timestamps t "
+            "WHERE t.tree_size = c.tree_size AND t.tree_size > ?"
+            ") ORDER BY c.tree_size LIMIT ?",
+            [after, after, limit],
         )
         return [self._checkpoint(r) for r in rows]
 
