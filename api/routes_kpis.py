@@ -23,10 +23,11 @@ from api.problems import Problem
 from api.security import principal, require
 from api.tenancy import Principal
 from projections.compliance import compliance_report
-from projections.facts import Facts, FactsCache, Scope
+from projections.facts import Facts, FactsCache
 from projections.facts_snapshot import SnapshotStore, scope_directory
 from projections.kpi_export import KpiCommandError, export_tables, parse_day, table_bytes
 from projections.kpis import KpiFilters, kpi_views
+from projections.scope import tenant_scope
 from projections.task_rows import micros
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ Caller = Annotated[Principal, Depends(principal)]
 
 #: Who may read the views.
 VIEWERS = ("compliance", "auditor", "admin")
-_OWNED = "SELECT stream_id FROM api_streams WHERE tenant_id = ?"
 _TABLE_NAME = re.compile(r"^[a-z_]{1,64}$")
 
 Since = Annotated[
@@ -77,7 +77,7 @@ class TenantFacts:
             cache = self.caches.get(tenant_id)
             if cache is None:
                 cache = self.caches[tenant_id] = FactsCache(
-                    self.database, Scope(_OWNED, (tenant_id,)), self._snapshot_store(tenant_id)
+                    self.database, tenant_scope(tenant_id), self._snapshot_store(tenant_id)
                 )
             return cache
 

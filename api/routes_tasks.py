@@ -60,6 +60,7 @@ from ledger.workflow import (
     ad_hoc_route,
     route,
 )
+from projections.scope import tenant_scope
 from projections.task_rows import from_micros
 
 if TYPE_CHECKING:
@@ -869,8 +870,7 @@ async def list_tasks(
             pending_user=pending_user,
             limit=limit,
             after=after,
-            task_ids_sql="SELECT stream_id FROM api_streams WHERE tenant_id = ?",
-            task_ids_params=(who.tenant_id,),
+            scope=tenant_scope(who.tenant_id),
         )
 
     rows = await run_in_threadpool(read_page)

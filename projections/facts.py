@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from projections.database import Database
+from projections.scope import Scope
 
 if TYPE_CHECKING:
     from projections.facts_snapshot import SnapshotStore
@@ -159,23 +160,6 @@ class Facts:
 
 def _frame(rows: Sequence[Sequence[Any]], schema: dict[str, Any]) -> pl.DataFrame:
     return pl.DataFrame(list(rows), schema=schema, orient="row")
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which tasks the facts cover: all, or those a subquery selects (a tenant's).
-
-    ``task_ids_sql`` selects task ids as text with ``?`` parameters ``params``; the API
-    passes its tenant's stream-ownership subquery.
-    """
-
-    task_ids_sql: str | None = None
-    params: tuple[Any, ...] = ()
-
-    def where(self, column: str = "task_id") -> tuple[str, list[Any]]:
-        if self.task_ids_sql is None:
-            return "1 = 1", []
-        return f"{column} IN ({self.task_ids_sql})", list(self.params)
 
 
 _TASK_SELECT = (
@@ -352,7 +336,7 @@ class FactsCache:
         return pl.concat([known.filter(pl.col("tree_size") < start), fresh])
 
     def _advance(self, start: int, end: int) -> None:
-        where, params = self.scope.where()
+        where, params = self.scope.where("proj_acts.task_id")
         acts = _query_frame(
             self._db,
             f"SELECT {_ACT_SELECT} FROM proj_acts WHERE leaf_index >= ? AND leaf_index < ? "
@@ -366,6 +350,7 @@ class FactsCache:
         self._created_leaf = pl.concat([self._created_leaf, created]).unique(
             "task_id", keep="first"
         )
+        where, params = self.scope.where("proj_tasks.task_id")
         changed = _query_frame(
             self._db,
             f"{_CHANGED_TASKS} AND {where}",

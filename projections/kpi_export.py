@@ -21,9 +21,10 @@ from rich.table import Table
 from ledger.store import LedgerStore
 from projections.compliance import breaches, compliance_report
 from projections.database import database_for
-from projections.facts import Facts, FactsCache, Scope
+from projections.facts import Facts, FactsCache
 from projections.facts_snapshot import SnapshotStore, scope_directory
 from projections.kpis import KpiFilters, kpi_tables, kpi_views
+from projections.scope import Scope, tenant_scope
 from projections.task_rows import micros
 from projections.tasks import TaskProjection
 
@@ -110,10 +111,7 @@ def run_kpi_command(
         projection.catch_up()
         database = database_for(store)
         try:
-            scope = Scope()
-            if tenant is not None:
-                owned = "SELECT stream_id FROM api_streams WHERE tenant_id = ?"
-                scope = Scope(owned, (tenant,))
+            scope = Scope() if tenant is None else tenant_scope(tenant)
             saved = None
             if snapshots is not None:
                 saved = SnapshotStore(scope_directory(snapshots, tenant), store.root)

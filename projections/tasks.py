@@ -32,6 +32,7 @@ from projections import schema
 from projections.batch import BatchRows
 from projections.database import Database, Transaction, database_for
 from projections.parallel import PARALLEL_THRESHOLD, catch_up_in_parallel, keep_recent
+from projections.scope import Scope
 from projections.task_rows import (
     ACT_COLUMNS,
     ANOMALY_COLUMNS,
@@ -359,37 +360,47 @@ class TaskProjection:
         pending_user: str | None = None,
         limit: int = 100,
         after: UUID | str | None = None,
-        task_ids_sql: str | None = None,
-        task_ids_params: Sequence[Any] = (),
+        scope: Scope | None = None,
     ) -> list[Row]:
         """Tasks in task id order, filtered; ``after`` (a task id) pages on.
 
-        ``task_ids_sql`` is a subquery selecting the task ids (as text) to keep, with its
-        ``?`` parameters in ``task_ids_params``: the API restricts a caller to its tenant.
+        With an owner's ``scope`` (the API's tenant), the page walks the owner's index of
+        task ids from ``after`` and looks each task up, stopping at ``limit``: a page costs
+        what it holds (more with a filter few of the owner's tasks pass), not what the
+        owner has.
         """
         where: list[str] = []
         params: list[Any] = []
-        if task_ids_sql is not None:
-            where.append(f"task_id IN ({task_ids_sql})")
-            params.extend(task_ids_params)
+        order = "t.task_id"
+        source = "proj_tasks t"
+        if scope is not None and scope.owners is not None:
+            table, task, owner = scope.owners
+            # CROSS JOIN: SQLite keeps the owner's index as the outer loop.
+            source = f"{table} o CROSS JOIN proj_tasks t"
+            where += [f"o.{owner} = ?", f"t.task_id = o.{task}"]
+            params.append(scope.owner)
+            order = f"o.{task}"
         if status is not None:
-            where.append("status = ?")
+            where.append("t.status = ?")
             params.append(status)
         if initiator is not None:
-            where.append("initiator = ?")
+            where.append("t.initiator = ?")
             params.append(initiator)
         if pending_user is not None:
             where.append(
-                "task_id IN (SELECT task_id FROM proj_participants "
+                "t.task_id IN (SELECT task_id FROM proj_participants "
                 "WHERE user_id = ? AND pending = 1)"
             )
             params.append(pending_user)
         if after is not None:
-            where.append("task_id > ?")
-            params.append(str(after))
+            # On both sides of a join: a merge join then starts both at the cursor.
+            for column in dict.fromkeys([order, "t.task_id"]):
+                where.append(f"{column} > ?")
+                params.append(str(after))
         clause = f"WHERE {' AND '.join(where)} " if where else ""
+        columns = ", ".join(f"t.{c}" for c in TASK_COLUMNS)
         rows = self._db.query(
-            f"SELECT {', '.join(TASK_COLUMNS)} FROM proj_tasks {clause}ORDER BY task_id LIMIT ?",
+            f"SELECT {columns} FROM {source} {clause}ORDER BY {order} LIMIT ?",
             [*params, limit],
         )
         found = self._dicts(TASK_COLUMNS, rows)

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 
 def numbered(statement: str) -> str:
@@ -35,3 +36,32 @@ def whole_scans(plan: str) -> list[str]:
         for i, line in enumerate(lines)
         if " Scan " in line and not (i + 1 < len(lines) and "Index Cond" in lines[i + 1])
     ]
+
+
+def fill(
+    connection: psycopg.Connection[Any], table: str, rows: int, special: dict[str, str]
+) -> None:
+    """``rows`` rows of made-up values, ``special`` giving some columns' expressions."""
+    columns = connection.execute(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    values = []
+    for name, kind, nullable in columns:
+        if name in special:
+            values.append(special[name])
+        elif nullable == "YES":
+            values.append("NULL")
+        elif kind in ("bigint", "integer", "smallint"):
+            values.append("g")
+        elif kind == "bytea":
+            values.append("'\\x00'::bytea")
+        else:
+            values.append("'x' || g")
+    connection.execute(
+        sql.SQL("INSERT INTO {} SELECT {} FROM generate_series(1, {}) g").format(
+            sql.Identifier(table), sql.SQL(", ".join(values)), sql.Literal(rows)
+        )
+    )
+    connection.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))

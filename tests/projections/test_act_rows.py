@@ -194,7 +194,10 @@ def test_the_facts_cache_loads_incrementally_and_only_its_scope(
     launch(store, clock)
     projection.catch_up()
     everything = FactsCache(projection._db)
-    only_first = FactsCache(projection._db, Scope("SELECT ?", (str(first.task_id),)))
+    with projection._db.transaction() as tx:
+        tx.execute("CREATE TABLE owners (task_id TEXT PRIMARY KEY, owner TEXT NOT NULL)")
+        tx.execute("INSERT INTO owners VALUES (?, 'one')", [str(first.task_id)])
+    only_first = FactsCache(projection._db, Scope(("owners", "task_id", "owner"), "one"))
     facts = everything.refresh(projection.position)
     assert facts.tasks.height == 2 and facts.acts.height == 4
     assert only_first.refresh(projection.position).tasks["task_id"].to_list() == [

@@ -19,38 +19,9 @@ from psycopg import sql
 from ledger.postgres_store import PostgresLedgerStore
 from projections import TaskProjection, facts
 from tests.conftest import TEST_DATABASE_URL
-from tests.pg_plans import generic_plan, whole_scans
+from tests.pg_plans import fill, generic_plan, whole_scans
 
 pytestmark = pytest.mark.postgres
-
-
-def _fill(
-    connection: psycopg.Connection[Any], table: str, rows: int, special: dict[str, str]
-) -> None:
-    """``rows`` rows of made-up values, ``special`` giving some columns' expressions."""
-    columns = connection.execute(
-        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-        "WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
-        [table],
-    ).fetchall()
-    values = []
-    for name, kind, nullable in columns:
-        if name in special:
-            values.append(special[name])
-        elif nullable == "YES":
-            values.append("NULL")
-        elif kind in ("bigint", "integer", "smallint"):
-            values.append("g")
-        elif kind == "bytea":
-            values.append("'\\x00'::bytea")
-        else:
-            values.append("'x' || g")
-    connection.execute(
-        sql.SQL("INSERT INTO {} SELECT {} FROM generate_series(1, {}) g").format(
-            sql.Identifier(table), sql.SQL(", ".join(values)), sql.Literal(rows)
-        )
-    )
-    connection.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
 
 
 @pytest.fixture
@@ -70,8 +41,8 @@ def tables(postgres_url: str) -> Iterator[psycopg.Connection[Any]]:
 def test_changed_tasks_are_read_by_index_under_a_generic_plan(
     tables: psycopg.Connection[Any],
 ) -> None:
-    _fill(tables, "proj_tasks", 100_000, {"task_id": "'t' || g", "last_leaf_index": "g * 10"})
-    _fill(
+    fill(tables, "proj_tasks", 100_000, {"task_id": "'t' || g", "last_leaf_index": "g * 10"})
+    fill(
         tables,
         "proj_participants",
         300_000,
@@ -89,7 +60,7 @@ def test_checkpoints_are_read_by_index_under_a_generic_plan(
     tables: psycopg.Connection[Any],
 ) -> None:
     for table in ("ledger_checkpoints", "ledger_checkpoint_timestamps"):
-        _fill(tables, table, 300_000, {"tree_size": "g * 3"})
+        fill(tables, table, 300_000, {"tree_size": "g * 3"})
     for name, statement in [
         ("checkpoints", facts._CHECKPOINTS_FROM),
         ("stamps", facts._TIMESTAMPS_FROM),
