@@ -28,7 +28,8 @@ from ledger.workflow import (
     route,
 )
 from projections import TaskProjection, micros
-from projections.facts import FactsCache, Scope, record_audit_run
+from projections.facts import FactsCache, record_audit_run
+from projections.scope import Scope
 from projections.task_rows import ACT_COLUMNS
 from tests.projections import Clock, StoredTask, actor, launch
 from tests.workflow import (
