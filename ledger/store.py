@@ -161,6 +161,15 @@ CACHED_LEVEL = 2
 MAX_CACHED_NODES = 300_000
 
 
+#: Checkpoints above a size (the first two parameters) with no token, smallest first.
+UNTIMESTAMPED = (
+    "SELECT c.* FROM ledger_checkpoints c WHERE c.tree_size > ? AND NOT EXISTS ("
+    "SELECT 1 FROM ledger_checkpoint_timestamps t "
+    "WHERE t.tree_size = c.tree_size AND t.tree_size > ?"
+    ") ORDER BY c.tree_size LIMIT ?"
+)
+
+
 class LedgerStore(ABC):
     """Events, their hash chains and the Merkle log over them, for one database."""
 
@@ -537,13 +546,7 @@ class LedgerStore(ABC):
         it, not the whole log's history of checkpoints: a caller that knows every
         checkpoint up to some size has its token (the sealer does) passes that size.
         """
-        rows = self._rows(
-            "SELECT c.* FROM ledger_checkpoints c WHERE c.tree_size > ? AND NOT EXISTS ("
-            "SELECT 1 FROM ledger_checkpoint_timestamps t "
-            "WHERE t.tree_size = c.tree_size AND t.tree_size > ?"
-            ") ORDER BY c.tree_size LIMIT ?",
-            [after, after, limit],
-        )
+        rows = self._rows(UNTIMESTAMPED, [after, after, limit])
         return [self._checkpoint(r) for r in rows]
 
     # -- metadata ----------------------------------------------------------------------

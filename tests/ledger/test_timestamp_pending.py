@@ -25,18 +25,11 @@ from ledger.postgres_store import PostgresLedgerStore
 from ledger.sealer import Sealer
 from ledger.settings import Settings
 from ledger.sqlite_store import SQLiteLedgerStore
-from ledger.store import LedgerStore, StoredCheckpoint, StoredTimestamp
+from ledger.store import UNTIMESTAMPED, LedgerStore, StoredCheckpoint, StoredTimestamp
 from ledger.timestamping import TimestampClient
 from tests.conftest import TEST_DATABASE_URL
 from tests.factories import draft
 from tests.pg_plans import generic_plan, whole_scans
-
-_UNTIMESTAMPED = (
-    "SELECT c.* FROM ledger_checkpoints c WHERE c.tree_size > ? AND NOT EXISTS ("
-    "SELECT 1 FROM ledger_checkpoint_timestamps t "
-    "WHERE t.tree_size = c.tree_size AND t.tree_size > ?"
-    ") ORDER BY c.tree_size LIMIT ?"
-)
 
 
 def _checkpoint(size: int) -> StoredCheckpoint:
@@ -146,8 +139,7 @@ def test_the_read_uses_the_keys_on_sqlite(tmp_path: Path) -> None:
     SQLiteLedgerStore(tmp_path / "l.sqlite").close()
     with sqlite3.connect(tmp_path / "l.sqlite") as connection:
         plan = [
-            row[-1]
-            for row in connection.execute(f"EXPLAIN QUERY PLAN {_UNTIMESTAMPED}", [0, 0, 20])
+            row[-1] for row in connection.execute(f"EXPLAIN QUERY PLAN {UNTIMESTAMPED}", [0, 0, 20])
         ]
     assert any("SEARCH c USING INTEGER PRIMARY KEY (rowid>?)" in step for step in plan), plan
     assert any("SEARCH t USING INTEGER PRIMARY KEY (rowid=?)" in step for step in plan), plan
@@ -183,7 +175,7 @@ def test_the_read_uses_the_keys_on_postgresql_under_a_generic_plan(
     )
     pg_tables.execute("ANALYZE ledger_checkpoints")
     pg_tables.execute("ANALYZE ledger_checkpoint_timestamps")
-    plan = generic_plan(pg_tables, "waiting", _UNTIMESTAMPED, f"{size - 10}, {size - 10}, 20")
+    plan = generic_plan(pg_tables, "waiting", UNTIMESTAMPED, f"{size - 10}, {size - 10}, 20")
     assert "ledger_checkpoints_pkey" in plan and "ledger_checkpoint_timestamps_pkey" in plan
     assert whole_scans(plan) == [], plan
     # and the statement as it was, for the record: it read both tables whole.
