@@ -13,7 +13,9 @@ from datetime import timedelta
 from typing import Any
 
 import polars as pl
+import pytest
 
+import projections.facts as facts_module
 from ledger.app import Ledger
 from ledger.events import RequestContext
 from ledger.store import LedgerStore
@@ -246,3 +248,49 @@ def test_checkpoint_facts_follow_their_timestamps(ledger: Ledger, clock: Clock) 
             (second.tree_size, False),
         ]
         assert all(sealed > 0 for _, sealed, _ in rows)
+
+
+def _same(a: pl.DataFrame, b: pl.DataFrame, *keys: str) -> bool:
+    return a.sort(list(keys)).equals(b.sort(list(keys)))
+
+
+def test_a_task_read_after_its_created_act_keeps_its_created_leaf(
+    store: LedgerStore, clock: Clock, projection: TaskProjection
+) -> None:
+    task = launch(store, clock)  # leaves 0 (created) and 1 (submitted)
+    task.act(DEPT_HEAD, Approve())  # leaf 2
+    projection.catch_up()
+    cache = FactsCache(projection._db)
+    # The task's row was last changed at leaf 2: a refresh up to leaf 1 reads its created
+    # act but not yet its row, which the next refresh reads.
+    assert cache.refresh(1).tasks.height == 0
+    tasks = cache.refresh(projection.position).tasks
+    assert tasks.select("task_id", "created_leaf").rows() == [(str(task.task_id), 0)]
+
+
+def test_many_refreshes_keep_few_chunks_and_the_facts_of_one_load(
+    ledger: Ledger, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each refresh appends to the frames; they are merged before chunks pile up."""
+    monkeypatch.setattr(facts_module, "MAX_CHUNKS", 3)
+    sealer = ledger.sealer()
+    with TaskProjection(ledger.store) as projection:
+        cache = FactsCache(projection._db)
+        first = launch(ledger.store, clock)
+        approvers = iter([DEPT_HEAD, FINANCE, LEGAL])
+        for step in range(8):
+            if step in (1, 3, 5):
+                first.act(next(approvers), Approve())
+            else:
+                launch(ledger.store, clock)
+            assert sealer.seal() is not None
+            projection.catch_up()
+            got = cache.refresh(projection.position)
+            for frame in (got.tasks, got.acts, got.pending, got.checkpoints):
+                assert max(frame.n_chunks("all")) <= 3
+        whole = FactsCache(projection._db).refresh(projection.position)
+    assert _same(got.tasks, whole.tasks, "task_id")
+    assert got.acts.equals(whole.acts)
+    assert _same(got.pending, whole.pending, "task_id", "step_index", "user_id")
+    assert got.checkpoints.equals(whole.checkpoints)
+    assert got.tasks.get_column("created_leaf").null_count() == 0
