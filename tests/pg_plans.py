@@ -8,10 +8,22 @@ force such a plan and check that it reads by index, not whole tables.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import sql
+
+
+@contextmanager
+def schema_connection(url: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to the database of ``url`` (``…?schema=name``), its search
+    path set to that schema."""
+    base, schema = re.fullmatch(r"(.*)[?&]schema=([^&]*)", url).groups()  # type: ignore[union-attr]
+    with psycopg.connect(base, autocommit=True) as connection:
+        connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        yield connection
 
 
 def numbered(statement: str) -> str:

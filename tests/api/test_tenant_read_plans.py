@@ -13,13 +13,12 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import psycopg
 import pytest
 from psycopg import sql
 
 from projections.database import PostgresDatabase, SQLiteDatabase
 from tests.api.conftest import ApiWorld, create_task
-from tests.pg_plans import fill, generic_plan, whole_scans
+from tests.pg_plans import fill, generic_plan, schema_connection, whole_scans
 
 Recorded = list[tuple[str, list[Any]]]
 
@@ -90,9 +89,7 @@ def test_on_postgresql_a_tenants_reads_walk_keys_under_a_generic_plan(
     owned = _tenant_reads(api, monkeypatch)
     url = api.ledger.settings.database_url
     assert url is not None
-    schema = url.rsplit("schema=", 1)[1]
-    with psycopg.connect(url.split("?", 1)[0], autocommit=True) as connection:
-        connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    with schema_connection(url) as connection:
         tenant = sql.Literal(api.a.tenant_id).as_string(connection)
         # One tenant with 100,000 tasks and 300,000 acts, so a plan that reads a whole
         # tenant or table costs what it would in use.

@@ -17,7 +17,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from ledger.app import Ledger
 from ledger.local_tsa import LocalTimestampAuthority
@@ -27,9 +26,8 @@ from ledger.settings import Settings
 from ledger.sqlite_store import SQLiteLedgerStore
 from ledger.store import UNTIMESTAMPED, LedgerStore, StoredCheckpoint, StoredTimestamp
 from ledger.timestamping import TimestampClient
-from tests.conftest import TEST_DATABASE_URL
 from tests.factories import draft
-from tests.pg_plans import generic_plan, whole_scans
+from tests.pg_plans import generic_plan, schema_connection, whole_scans
 
 
 def _checkpoint(size: int) -> StoredCheckpoint:
@@ -149,10 +147,8 @@ def test_the_read_uses_the_keys_on_sqlite(tmp_path: Path) -> None:
 @pytest.fixture
 def pg_tables(postgres_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection to a fresh schema holding the ledger's tables."""
-    schema = postgres_url.rsplit("schema=", 1)[1]
     PostgresLedgerStore(postgres_url).close()
-    with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as connection:
-        connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    with schema_connection(postgres_url) as connection:
         yield connection
 
 

@@ -14,12 +14,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from ledger.postgres_store import PostgresLedgerStore
 from projections import TaskProjection, facts
-from tests.conftest import TEST_DATABASE_URL
-from tests.pg_plans import fill, generic_plan, whole_scans
+from tests.pg_plans import fill, generic_plan, schema_connection, whole_scans
 
 pytestmark = pytest.mark.postgres
 
@@ -27,14 +25,12 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def tables(postgres_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection to a fresh schema holding the ledger's and the projection's tables."""
-    schema = postgres_url.rsplit("schema=", 1)[1]
     store = PostgresLedgerStore(postgres_url)
     try:
         TaskProjection(store).close()
     finally:
         store.close()
-    with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as connection:
-        connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    with schema_connection(postgres_url) as connection:
         yield connection
 
 
