@@ -311,7 +311,7 @@ def test_fold_workers_each_read_the_tasks_whose_id_ends_in_their_number(
     tasks = realistic_tasks(store, clock)
     db = database_for(store)
     try:
-        for workers in (1, 2, 3):
+        for workers in (1, 2, 3, 4):
             sql = (
                 "SELECT DISTINCT l.stream_id FROM ledger_log l "
                 f"WHERE {partition_sql(db.backend, workers)} = ?"
@@ -322,5 +322,22 @@ def test_fold_workers_each_read_the_tasks_whose_id_ends_in_their_number(
             assert set().union(*shares) == {str(t.task_id) for t in tasks}
             for number, share in enumerate(shares):
                 assert all(uuid.UUID(task_id).bytes[15] % workers == number for task_id in share)
+    finally:
+        db.close()
+
+
+def test_partition_sql_is_the_last_byte_modulo_the_workers_for_every_byte(
+    store: LedgerStore,
+) -> None:
+    """Every last byte, every worker count up to eight: divisors of 16 read one digit."""
+    db = database_for(store)
+    stream = "CAST(? AS uuid)" if db.backend == "postgres" else "?"
+    ids = [uuid.UUID(int=(0x1234 << 64) | byte) for byte in range(256)]
+    try:
+        for workers in range(1, 9):
+            part = partition_sql(db.backend, workers)
+            sql = f"SELECT {part} FROM (SELECT {stream} AS stream_id) l"
+            got = [db.query(sql, [db.stream_key(i)])[0][0] for i in ids]
+            assert got == [i.bytes[15] % workers for i in ids], workers
     finally:
         db.close()
