@@ -32,14 +32,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from api import problems
+from api import jws, problems
 from api.problems import Problem
 from api.security import (
     ApiSettings,
     AppKeys,
     SignedBody,
+    bearer_token,
     connection_ip,
     idempotency_key,
+    live_principal,
     parse_json,
     principal,
     replay,
@@ -48,7 +50,7 @@ from api.security import (
     verify_signed,
     within_limit,
 )
-from api.tenancy import Principal, TenantStore
+from api.tenancy import IdempotencyRecord, Principal, TenantStore
 from ledger.errors import ConstraintViolation, DuplicateEvent, InvalidEvent, StoreUnavailable
 from ledger.events import (
     Actor,
@@ -363,6 +365,7 @@ def _store_once(
     prepare: Callable[[], list[EventDraft]],
     answer: Callable[[list[Receipt]], Any],
     batch: bool,
+    looked_up: tuple[IdempotencyRecord | None] | None = None,
 ) -> Response:
     """Store what ``prepare`` makes, at most once per ``Idempotency-Key``; 201 with receipts.
 
@@ -372,9 +375,10 @@ def _store_once(
     share one transaction (:class:`GroupCommit`), so one check serves them all. A request
     whose key is already recorded gets the recorded answer (or 422 for a different
     request) and stores nothing; one that loses a race for its key is rolled back and
-    answers the same.
+    answers the same. ``looked_up`` holds the key's record if the caller has read it
+    already (:meth:`~api.tenancy.TenantStore.append_lookup`).
     """
-    record = tenants.idempotency_record(who.tenant_id, key)
+    record = tenants.idempotency_record(who.tenant_id, key) if looked_up is None else looked_up[0]
     if record is not None:
         return replay(record, digest)
     drafts = prepare()
@@ -646,18 +650,24 @@ async def append_event(request: Request) -> Response:
 
 
 def _append_event(request: Request, raw: bytes) -> Response:
-    who = principal(request)
+    tenants = _tenants(request)
+    header = request.headers.get("jws-signature")
+    kid = _signing_kid(header)
+    # The caller, its app key and its Idempotency-Key's record in one read; each is
+    # checked below where the request would otherwise have looked it up.
+    found = tenants.append_lookup(
+        bearer_token(request), kid, request.headers.get("idempotency-key", "").strip() or None
+    )
+    who = live_principal(found.principal)
     require(who, "app")
     settings = _settings(request)
     within_limit(raw, settings)
-    header = request.headers.get("jws-signature")
-    tenants = _tenants(request)
     address = connection_ip(request, settings)
     key = idempotency_key(request)
 
     def prepare() -> list[EventDraft]:
         body = parse_json(raw)
-        keys = AppKeys(tenants, who.tenant_id)
+        keys = AppKeys(tenants, who.tenant_id, {kid: found.app_key} if kid else None)
         signed = verify_signed(body, header, keys, settings, datetime.now(UTC))
         return [draft_from(signed, address)]
 
@@ -670,7 +680,17 @@ def _append_event(request: Request, raw: bytes) -> Response:
         prepare,
         lambda receipts: _receipt(receipts[0]),
         batch=False,
+        looked_up=(found.record,),
     )
+
+
+def _signing_kid(header: str | None) -> str | None:
+    """The key id the ``JWS-Signature`` header names, if it parses (else the signature
+    check refuses it later, with the reason)."""
+    try:
+        return jws.parse(header).kid
+    except jws.SignatureError:
+        return None
 
 
 @router.post(

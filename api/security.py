@@ -58,6 +58,12 @@ class ApiSettings:
 
 def principal(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer elk_…``; 401 without a live key."""
+    tenants: TenantStore = request.app.state.tenants
+    return live_principal(tenants.authenticate(bearer_token(request)))
+
+
+def bearer_token(request: Request) -> str:
+    """The API key of ``Authorization: Bearer …``, unchecked; 401 without one."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -67,8 +73,11 @@ def principal(request: Request) -> Principal:
             "send an API key as 'Authorization: Bearer elk_…'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    tenants: TenantStore = request.app.state.tenants
-    found = tenants.authenticate(token.strip())
+    return token.strip()
+
+
+def live_principal(found: Principal | None) -> Principal:
+    """``found``, or 401 if the key did not authenticate."""
     if found is None:
         raise Problem(
             401,
@@ -165,12 +174,17 @@ def verified_body(
 
 
 class AppKeys:
-    """The tenant's app keys, each looked up once per request (a batch shares them)."""
+    """The tenant's app keys, each looked up once per request (a batch shares them).
 
-    def __init__(self, tenants: TenantStore, tenant_id: str) -> None:
+    ``known`` holds keys already read for this request (``None``: not registered).
+    """
+
+    def __init__(
+        self, tenants: TenantStore, tenant_id: str, known: dict[str, AppKey | None] | None = None
+    ) -> None:
         self._tenants = tenants
         self._tenant_id = tenant_id
-        self._found: dict[str, AppKey | None] = {}
+        self._found: dict[str, AppKey | None] = dict(known or {})
 
     def get(self, kid: str) -> AppKey | None:
         if kid not in self._found:

@@ -130,6 +130,47 @@ class IdempotencyRecord:
     response: bytes | None = None
 
 
+@dataclass(frozen=True)
+class AppendLookup:
+    """What :meth:`TenantStore.append_lookup` found: the caller (``None``: not a live key),
+    the app key asked for and the ``Idempotency-Key``'s record (``None``: none)."""
+
+    principal: Principal | None
+    app_key: AppKey | None
+    record: IdempotencyRecord | None
+
+
+_APPEND_LOOKUP = (
+    "SELECT k.tenant_id, k.role, k.secret_sha256, k.revoked_at, "
+    "a.app_id, a.public_key, a.revoked_at, "
+    "i.request_sha256, i.state, i.status_code, i.response "
+    "FROM api_keys k "
+    "LEFT JOIN api_app_keys a ON a.tenant_id = k.tenant_id AND a.kid = ? "
+    "LEFT JOIN api_idempotency i ON i.tenant_id = k.tenant_id AND i.idem_key = ? "
+    "WHERE k.key_id = ?"
+)
+
+
+def _token_parts(token: str) -> tuple[str, str] | None:
+    """``(key id, secret)`` of a well-formed API key, else ``None``."""
+    prefix, _, rest = token.partition("_")
+    key_id, _, secret = rest.partition("_")
+    if prefix != KEY_PREFIX or len(key_id) != 16 or not secret:
+        return None
+    return key_id, secret
+
+
+def _live(
+    key_id: str, secret: str, tenant_id: str, role: str, stored: bytes, revoked_at: str | None
+) -> Principal | None:
+    """The principal of a stored key row, if ``secret`` is its secret and it is not revoked."""
+    if not hmac.compare_digest(bytes(stored), hashlib.sha256(secret.encode()).digest()):
+        return None
+    if revoked_at is not None:
+        return None
+    return Principal(tenant_id, role, key_id)
+
+
 def _owners(
     query: Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]], stream_ids: Sequence[UUID]
 ) -> dict[UUID, str]:
@@ -206,22 +247,39 @@ class TenantStore:
 
     def authenticate(self, token: str) -> Principal | None:
         """The principal of a live API key, or ``None`` (unknown, revoked, malformed)."""
-        prefix, _, rest = token.partition("_")
-        key_id, _, secret = rest.partition("_")
-        if prefix != KEY_PREFIX or len(key_id) != 16 or not secret:
+        parts = _token_parts(token)
+        if parts is None:
             return None
         rows = self._query(
             "SELECT tenant_id, role, secret_sha256, revoked_at FROM api_keys WHERE key_id = ?",
-            (key_id,),
+            (parts[0],),
         )
-        if not rows:
-            return None
-        tenant_id, role, stored, revoked_at = rows[0]
-        if not hmac.compare_digest(bytes(stored), hashlib.sha256(secret.encode()).digest()):
-            return None
-        if revoked_at is not None:
-            return None
-        return Principal(tenant_id, role, key_id)
+        return _live(*parts, *rows[0]) if rows else None
+
+    def append_lookup(self, token: str, kid: str | None, idem_key: str | None) -> AppendLookup:
+        """:meth:`authenticate`, :meth:`app_key` and :meth:`idempotency_record` in one query.
+
+        An event append needs all three before it verifies or stores anything; apart, they
+        would be three statements (on PostgreSQL, three round trips and transactions). The
+        app key and the record are those of the authenticated key's tenant, and nothing is
+        returned beside a principal that does not authenticate.
+        """
+        parts = _token_parts(token)
+        if parts is None:
+            return AppendLookup(None, None, None)
+        rows = self._query(_APPEND_LOOKUP, (kid, idem_key, parts[0]))
+        who = _live(*parts, *rows[0][:4]) if rows else None
+        if who is None:
+            return AppendLookup(None, None, None)
+        app_id, public_key, key_revoked_at, request_sha256, state, status, response = rows[0][4:]
+        key = None
+        if kid is not None and app_id is not None:
+            key = AppKey(who.tenant_id, kid, app_id, bytes(public_key), key_revoked_at is not None)
+        record = None
+        if idem_key is not None and state is not None:
+            answer = bytes(response) if response is not None else None
+            record = IdempotencyRecord(state, request_sha256, status, answer)
+        return AppendLookup(who, key, record)
 
     def revoke_api_key(self, tenant_id: str, key_id: str) -> bool:
         rows = self._query(

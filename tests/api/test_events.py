@@ -333,3 +333,68 @@ def test_batch_shape_and_size_limits(api: ApiWorld) -> None:
     limit = api.client.app.state.runtime.settings.max_batch  # type: ignore[attr-defined]
     members = [{"event": {}, "jws": ""}] * (limit + 1)
     _refused(api, post_batch(api, api.a, members), 422, "batch-too-large", size)
+
+
+def test_append_lookup_reads_what_the_three_separate_lookups_read(api: ApiWorld) -> None:
+    """The caller, its app key and its Idempotency-Key's record, read at once, are exactly
+    what ``authenticate``, ``app_key`` and ``idempotency_record`` give, and nothing of
+    them comes back beside a key that does not authenticate."""
+    tenants = api.tenants
+    body = event_body()
+    headers = api.a.signed_headers(body, key="once")
+    stored = api.client.post("/v1/events", content=orjson.dumps(body), headers=headers)
+    assert stored.status_code == 201
+    revoked = tenants.create_api_key(api.a.tenant_id, "app", "revoked")
+    assert tenants.revoke_api_key(api.a.tenant_id, revoked.split("_")[1])
+    spare = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    assert tenants.register_app_key(api.a.tenant_id, "acme-oa", "acme-app-old", spare)
+    assert tenants.revoke_app_key(api.a.tenant_id, "acme-app-old")
+    key_a = api.a.keys["app"]
+    tokens = [
+        key_a,
+        api.b.keys["app"],
+        api.a.keys["auditor"],
+        revoked,
+        key_a[:-2] + ("xx" if not key_a.endswith("xx") else "yy"),  # a wrong secret
+        "elk_0000000000000000_nothing",
+        "not-a-key",
+    ]
+    kids = [api.a.kid, api.b.kid, "acme-app-old", "no-such-kid", None]
+    for token in tokens:
+        who = tenants.authenticate(token)
+        for kid in kids:
+            for idem in ("once", "never", None):
+                found = tenants.append_lookup(token, kid, idem)
+                assert found.principal == who
+                if who is None:
+                    assert found.app_key is None and found.record is None
+                    continue
+                expected_key = tenants.app_key(who.tenant_id, kid) if kid else None
+                expected_record = tenants.idempotency_record(who.tenant_id, idem) if idem else None
+                assert found.app_key == expected_key
+                assert found.record == expected_record
+    assert tenants.append_lookup(key_a, api.a.kid, "once").record is not None
+    assert tenants.append_lookup(key_a, "acme-app-old", None).app_key.revoked  # type: ignore[union-attr]
+
+
+def test_a_single_append_reads_the_tenancy_tables_once(
+    api: ApiWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API key, the app key and the Idempotency-Key's record come in one read (apart
+    from the append's own transaction), and a replay needs no other."""
+    reads: list[str] = []
+    query = api.tenants._query
+
+    def counted(sql: str, params: Any = ()) -> Any:
+        reads.append(sql)
+        return query(sql, params)
+
+    monkeypatch.setattr(api.tenants, "_query", counted)
+    body = event_body()
+    headers = api.a.signed_headers(body)
+    first = api.client.post("/v1/events", content=orjson.dumps(body), headers=headers)
+    assert first.status_code == 201
+    assert len(reads) == 1, reads
+    again = api.client.post("/v1/events", content=orjson.dumps(body), headers=headers)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert len(reads) == 2, reads
