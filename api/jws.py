@@ -121,7 +121,8 @@ def _kid(protected: str) -> str:
     if "crit" in header:
         raise SignatureError("the JWS has critical extensions this ledger does not know")
     kid = header.get("kid")
-    if not isinstance(kid, str) or not kid or len(kid) > 128:
+    if not isinstance(kid, str) or not kid or len(kid) > 128 or not kid.isprintable():
+        # Printable: a key id is a name, and PostgreSQL text cannot hold a NUL.
         raise SignatureError("the JWS header needs a kid naming the app's registered key")
     return kid
 

@@ -54,6 +54,25 @@ def test_idempotency_keys_with_control_characters_are_refused(
     assert_refused(api, before, upload, 422, "invalid-idempotency-key")
 
 
+@pytest.mark.parametrize("kid", ["a\\u0000b", "a\\u001bb", "a\\u007fb", "a\\nb"])
+def test_a_key_id_with_control_characters_is_a_bad_signature(api: ApiWorld, kid: str) -> None:
+    """A JWS kid is a key's name; one with a NUL or another control character is refused
+    as a bad signature before any lookup (PostgreSQL text cannot even hold a NUL)."""
+    body = event_body()
+    headers = {**api.a.signed_headers(body), "JWS-Signature": api.a.sign(body, kid=kid)}
+    before = footprint(api)
+    answer = api.client.post("/v1/events", content=orjson.dumps(body), headers=headers)
+    assert_refused(api, before, answer, 401, "bad-signature", "needs a kid")
+    member = {"event": event_body(), "jws": ""}
+    member["jws"] = api.a.sign(member["event"], kid=kid)
+    batch = api.client.post(
+        "/v1/events/batch",
+        json={"events": [member]},
+        headers={**api.a.auth("app"), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert_refused(api, before, batch, 401, "bad-signature", "needs a kid")
+
+
 def _event_through(client: TestClient, api: ApiWorld, forwarded: str | None) -> dict[str, Any]:
     """Append one event through ``client`` with ``X-Forwarded-For: forwarded``; the stored
     envelope's context."""
