@@ -48,6 +48,7 @@ from api.security import (
     request_fingerprint,
     require,
     verify_signed,
+    well_formed_idempotency_key,
     within_limit,
 )
 from api.tenancy import IdempotencyRecord, Principal, TenantStore
@@ -655,8 +656,9 @@ def _append_event(request: Request, raw: bytes) -> Response:
     kid = _signing_kid(header)
     # The caller, its app key and its Idempotency-Key's record in one read; each is
     # checked below where the request would otherwise have looked it up.
+    idem = request.headers.get("idempotency-key", "").strip()
     found = tenants.append_lookup(
-        bearer_token(request), kid, request.headers.get("idempotency-key", "").strip() or None
+        bearer_token(request), kid, idem if idem and well_formed_idempotency_key(idem) else None
     )
     who = live_principal(found.principal)
     require(who, "app")

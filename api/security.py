@@ -247,13 +247,18 @@ def idempotency_key(request: Request) -> str:
     key = request.headers.get("idempotency-key", "").strip()
     if not key:
         raise Problem(428, "idempotency-key-required", "every POST needs an Idempotency-Key header")
-    if len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+    if not well_formed_idempotency_key(key):
         raise Problem(
             422,
             "invalid-idempotency-key",
             f"Idempotency-Key: 1-{MAX_IDEMPOTENCY_KEY} printable characters",
         )
     return key
+
+
+def well_formed_idempotency_key(key: str) -> bool:
+    """At most :data:`MAX_IDEMPOTENCY_KEY` printable characters (no NUL, no controls)."""
+    return len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()
 
 
 def request_fingerprint(request: Request, raw: bytes) -> str:
