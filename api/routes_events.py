@@ -15,6 +15,7 @@ by the envelope rules of :mod:`ledger.events`; the OpenAPI document still descri
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import threading
@@ -479,7 +480,9 @@ class GroupCommit:
     Receipts are handed out only after the commit.
     """
 
-    def __init__(self, store: LedgerStore, max_events: int = 2000) -> None:
+    def __init__(
+        self, store: LedgerStore, max_events: int = 2000, turns: Path | None = None
+    ) -> None:
         self.store = store
         self.max_events = max_events
         self._lock = threading.Lock()
@@ -487,13 +490,19 @@ class GroupCommit:
         self._busy = False
         self._turns: int | None = None
         path = getattr(store, "path", None)
-        if store.backend == "sqlite" and isinstance(path, Path):
-            # Workers of one SQLite file take turns through a file lock: a blocked worker
-            # is woken as soon as the other commits, where SQLite's own busy handler
-            # would sleep and poll (1, 2, 5, 10 ... ms) and starve it under load.
-            self._turns = os.open(
-                path.with_name(path.name + ".append-lock"), os.O_RDWR | os.O_CREAT, 0o600
-            )
+        if turns is None and store.backend == "sqlite" and isinstance(path, Path):
+            turns = path.with_name(path.name + ".append-lock")
+        if turns is not None:
+            # The workers of one ledger on this host take turns through a file lock
+            # (``turns``; for SQLite, beside its file), and a worker forms its group only
+            # once it has the turn. On SQLite a blocked worker is woken as soon as the
+            # other commits, where SQLite's own busy handler would sleep and poll (1, 2,
+            # 5, 10 ... ms) and starve it under load. On PostgreSQL the appends that
+            # arrive while the other worker commits join the group, where they would
+            # have waited behind a group already waiting on the table lock inside
+            # PostgreSQL: fewer, larger transactions. Workers on other hosts are
+            # serialised by that table lock alone.
+            self._turns = os.open(turns, os.O_RDWR | os.O_CREAT, 0o600)
 
     def append(self, drafts: Sequence[EventDraft], also: AlsoWrite) -> list[Receipt]:
         job = _Job(drafts, also)
@@ -601,9 +610,28 @@ def _committer(request: Request) -> GroupCommit:
         with _COMMITTERS_LOCK:
             committer = getattr(state, "group_commit", None)
             if committer is None or committer.store is not store:
-                committer = GroupCommit(store)
+                committer = GroupCommit(store, turns=_turns_file(store))
                 state.group_commit = committer
     return committer
+
+
+def _turns_file(store: LedgerStore) -> Path | None:
+    """Where this host's workers of a PostgreSQL ledger take turns: a lock file named after
+    the ledger's location, in a host-local directory of this user's (SQLite's sits beside
+    its file). The data directory may be shared storage, where a lock would be one more
+    round trip and would make other hosts take turns too."""
+    if store.backend != "postgres":
+        return None
+    from ledger.files import host_lock_directory
+    from ledger.postgres_store import PostgresLedgerStore, ledger_location
+
+    assert isinstance(store, PostgresLedgerStore)
+    directory = host_lock_directory()
+    if directory is None:
+        _LOG.warning("no private lock directory on this host: appends do not take turns")
+        return None
+    digest = hashlib.sha256(ledger_location(store.url).encode()).hexdigest()[:16]
+    return directory / f"postgres-{digest}.append-lock"
 
 
 def _invalid_member(drafts: Sequence[EventDraft]) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,3 +58,21 @@ def creation_lock(directory: Path) -> Iterator[None]:
             path.unlink(missing_ok=True)
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def host_lock_directory() -> Path | None:
+    """This user's directory for lock files shared only by processes on this host.
+
+    ``<temp dir>/evidence-ledger-<uid>``, made ``0700`` if missing. ``None`` if it cannot be
+    made, or is not a directory of this user's that only it may open (another user could
+    otherwise hold its locks): the caller then goes without.
+    """
+    directory = Path(tempfile.gettempdir()) / f"evidence-ledger-{os.getuid()}"
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        found = directory.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        return None
+    return directory

@@ -94,6 +94,12 @@ def _parse_url(url: str) -> dict[str, Any]:
     }
 
 
+def ledger_location(url: str) -> str:
+    """Which ledger ``url`` names, without its credentials: ``host:port/dbname/schema``."""
+    parts = _parse_url(url)
+    return f"{parts['host']}:{parts['port']}/{parts['dbname']}/{parts['schema']}"
+
+
 def datastore_from_url(url: str, *, pool_size: int = 4) -> PostgresDatastore:
     """A datastore for ``postgresql://user:password@host:port/dbname?schema=name``."""
     return _LedgerPostgresDatastore(

@@ -4,20 +4,28 @@ and group commit of concurrent requests (one transaction for many, each all or n
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 import sqlite3
+import tempfile
 import threading
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from api.problems import Problem
 from api.routes_events import GroupCommit, RequestWrites
 from ledger.errors import DuplicateEvent, StoreUnavailable
 from ledger.events import EventDraft
+from ledger.files import host_lock_directory
 from ledger.log_writer import Transaction
+from ledger.postgres_store import ledger_location
 from ledger.store import AlsoWrite, LedgerStore, Receipt
 from tests.api.conftest import ApiWorld
 from tests.api.test_events import event_body
@@ -266,3 +274,65 @@ def test_a_groups_request_writes_go_together_and_another_tenants_stream_refuses_
     assert store.tree_size() == size + 1 + 2
     assert _records(api, refused_key) == []
     assert api.tenants.stream_owners([theirs]) == {theirs: api.b.tenant_id}
+
+
+def test_appends_waiting_for_the_turn_join_one_group(api: ApiWorld, tmp_path: Path) -> None:
+    """While another worker of the ledger holds the turn, appends queue up in this one and
+    then commit as one group: a worker forms its group only once it has the turn."""
+    counting = _Gate(api.ledger.store)
+    counting.go.set()  # counts the appends, holds none
+    turns = tmp_path / "ledger.append-lock"
+    committer = GroupCommit(counting, turns=turns)  # type: ignore[arg-type]
+    size = api.ledger.store.tree_size()
+    other_worker = os.open(turns, os.O_RDWR)
+    fcntl.flock(other_worker, fcntl.LOCK_EX)
+    threads = [threading.Thread(target=committer.append, args=([draft()], _noop)) for _ in range(5)]
+    try:
+        for t in threads:
+            t.start()
+        while len(committer._waiting) < len(threads):
+            threading.Event().wait(0.01)
+    finally:
+        fcntl.flock(other_worker, fcntl.LOCK_UN)
+        os.close(other_worker)
+    for t in threads:
+        t.join(10)
+    assert counting.calls == [5]
+    assert api.ledger.store.tree_size() == size + 5
+
+
+def test_a_servers_workers_take_turns_through_a_file_of_their_ledger(api: ApiWorld) -> None:
+    """SQLite: beside the database file. PostgreSQL: in a private directory on this host,
+    named after the ledger's location (never its credentials), so that workers of other
+    ledgers do not wait and other hosts never do."""
+    assert _post(api, event_body(), uuid.uuid4().hex).status_code == 201
+    committer = api.client.app.state.group_commit  # type: ignore[attr-defined]
+    assert committer._turns is not None
+    settings = api.ledger.settings
+    if api.ledger.store.backend == "sqlite":
+        assert settings.sqlite_path.with_name("ledger.sqlite3.append-lock").exists()
+    else:
+        directory = host_lock_directory()
+        assert directory is not None and directory.stat().st_mode & 0o777 == 0o700
+        digest = hashlib.sha256(ledger_location(api.ledger.store.url).encode()).hexdigest()
+        turns = directory / f"postgres-{digest[:16]}.append-lock"
+        assert os.path.samestat(os.fstat(committer._turns), turns.stat())
+        assert not list(settings.data_dir.glob("*.append-lock"))
+    assert ledger_location("postgresql://u:s3cret@db.example:5433/ledger?schema=t1") == (
+        "db.example:5433/ledger/t1"
+    )
+    assert ledger_location("postgresql://db.example/ledger") == "db.example:5432/ledger/"
+
+
+def test_a_lock_directory_another_user_could_open_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    made = host_lock_directory()
+    assert made == tmp_path / f"evidence-ledger-{os.getuid()}"
+    assert made.stat().st_mode & 0o777 == 0o700
+    made.chmod(0o755)
+    assert host_lock_directory() is None
+    made.rmdir()
+    made.write_text("not a directory")
+    assert host_lock_directory() is None
