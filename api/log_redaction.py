@@ -27,7 +27,11 @@ LOGGERS = ("uvicorn.access", "uvicorn.error")
 
 def redact(text: str) -> str:
     """``text`` with API keys and credential-named query values replaced."""
-    return _CREDENTIAL_PARAMETER.sub(rf"\1{REDACTED}", _API_KEY.sub(REDACTED, text))
+    if "elk_" in text:
+        text = _API_KEY.sub(REDACTED, text)
+    if "=" in text:  # every credential parameter has one; most log lines have none
+        text = _CREDENTIAL_PARAMETER.sub(rf"\1{REDACTED}", text)
+    return text
 
 
 class RedactCredentials(logging.Filter):
