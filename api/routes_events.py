@@ -627,11 +627,17 @@ def _turns_file(store: LedgerStore) -> Path | None:
 
     assert isinstance(store, PostgresLedgerStore)
     directory = host_lock_directory()
-    if directory is None:
-        _LOG.warning("no private lock directory on this host: appends do not take turns")
-        return None
-    digest = hashlib.sha256(ledger_location(store.url).encode()).hexdigest()[:16]
-    return directory / f"postgres-{digest}.append-lock"
+    if directory is not None:
+        digest = hashlib.sha256(ledger_location(store.url).encode()).hexdigest()[:16]
+        turns = directory / f"postgres-{digest}.append-lock"
+        try:
+            os.close(os.open(turns, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError:
+            pass
+        else:
+            return turns
+    _LOG.warning("no private lock file on this host: this worker's appends do not take turns")
+    return None
 
 
 def _invalid_member(drafts: Sequence[EventDraft]) -> int | None:

@@ -336,3 +336,18 @@ def test_a_lock_directory_another_user_could_open_is_not_used(
     made.rmdir()
     made.write_text("not a directory")
     assert host_lock_directory() is None
+
+
+def test_without_a_private_lock_directory_appends_go_on(
+    api: ApiWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A host where no private lock directory can be had (say, another user's directory of
+    that name) still takes appends: PostgreSQL workers form their groups without turns,
+    SQLite's take them beside the database file as ever."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    (tmp_path / f"evidence-ledger-{os.getuid()}").mkdir(mode=0o755)
+    assert host_lock_directory() is None
+    answer = _post(api, event_body(), uuid.uuid4().hex)
+    assert answer.status_code == 201, answer.text
+    turns = api.client.app.state.group_commit._turns  # type: ignore[attr-defined]
+    assert (turns is None) == (api.ledger.store.backend == "postgres")
