@@ -616,20 +616,15 @@ def _committer(request: Request) -> GroupCommit:
 
 
 def _turns_file(store: LedgerStore) -> Path | None:
-    """Where this host's workers of a PostgreSQL ledger take turns: a lock file named after
-    the ledger's location, in a host-local directory of this user's (SQLite's sits beside
-    its file). The data directory may be shared storage, where a lock would be one more
-    round trip and would make other hosts take turns too."""
+    """Where this host's workers of a PostgreSQL ledger take turns (SQLite's file sits
+    beside its database), if the file can be made there."""
     if store.backend != "postgres":
         return None
-    from ledger.files import host_lock_directory
-    from ledger.postgres_store import PostgresLedgerStore, ledger_location
+    from ledger.postgres_store import PostgresLedgerStore
 
     assert isinstance(store, PostgresLedgerStore)
-    directory = host_lock_directory()
-    if directory is not None:
-        digest = hashlib.sha256(ledger_location(store.url).encode()).hexdigest()[:16]
-        turns = directory / f"postgres-{digest}.append-lock"
+    turns = postgres_turns_file(store.url)
+    if turns is not None:
         try:
             os.close(os.open(turns, os.O_RDWR | os.O_CREAT, 0o600))
         except OSError:
@@ -638,6 +633,22 @@ def _turns_file(store: LedgerStore) -> Path | None:
             return turns
     _LOG.warning("no private lock file on this host: this worker's appends do not take turns")
     return None
+
+
+def postgres_turns_file(url: str) -> Path | None:
+    """The lock file through which this host's workers of the PostgreSQL ledger at ``url``
+    take turns: named after the ledger's location, never its credentials, in a host-local
+    directory of this user's (``None``: there is none). Not in the data directory, which
+    may be shared storage, where a lock would be one more round trip and would make other
+    hosts take turns too."""
+    from ledger.files import host_lock_directory
+    from ledger.postgres_store import ledger_location
+
+    directory = host_lock_directory()
+    if directory is None:
+        return None
+    digest = hashlib.sha256(ledger_location(url).encode()).hexdigest()[:16]
+    return directory / f"postgres-{digest}.append-lock"
 
 
 def _invalid_member(drafts: Sequence[EventDraft]) -> int | None:
