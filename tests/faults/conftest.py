@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from api.routes_events import postgres_turns_file
 from tests.conftest import TEST_DATABASE_URL, require_postgres
 from tests.faults.harness import Deployment, reap_children
 
@@ -43,13 +44,17 @@ def scratch_database(server_url: str) -> Iterator[str]:
     with psycopg.connect(admin, autocommit=True, connect_timeout=10) as connection:
         connection.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _with_database(server_url, name)
     try:
-        yield _with_database(server_url, name)
+        yield url
     finally:
         with psycopg.connect(admin, autocommit=True, connect_timeout=10) as connection:
             connection.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+        turns = postgres_turns_file(url)
+        if turns is not None:
+            turns.unlink(missing_ok=True)  # the servers' turn file of this database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
