@@ -65,11 +65,17 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as connection:
             connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-        from api.routes_events import postgres_turns_file
+        remove_turns_file(f"{TEST_DATABASE_URL}{separator}schema={schema}")
 
-        turns = postgres_turns_file(f"{TEST_DATABASE_URL}{separator}schema={schema}")
-        if turns is not None:
-            turns.unlink(missing_ok=True)  # the API workers' turn file of this schema
+
+def remove_turns_file(url: str) -> None:
+    """Remove the API workers' turn file of the PostgreSQL ledger at ``url`` (a scratch
+    schema or database being dropped), so test runs leave none behind."""
+    from api.routes_events import postgres_turns_file
+
+    turns = postgres_turns_file(url)
+    if turns is not None:
+        turns.unlink(missing_ok=True)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -18,8 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from api.routes_events import postgres_turns_file
-from tests.conftest import TEST_DATABASE_URL, require_postgres
+from tests.conftest import TEST_DATABASE_URL, remove_turns_file, require_postgres
 from tests.faults.harness import Deployment, reap_children
 
 _numbers = itertools.count(1)
@@ -52,9 +51,7 @@ def scratch_database(server_url: str) -> Iterator[str]:
             connection.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
-        turns = postgres_turns_file(url)
-        if turns is not None:
-            turns.unlink(missing_ok=True)  # the servers' turn file of this database
+        remove_turns_file(url)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
