@@ -517,13 +517,10 @@ def serve(
             listener.close()
         raise typer.Exit(status)
     listener.set_inheritable(True)
+    from api.workers import APP, HTTP, LOOP
+
     try:
-        uvicorn.run(
-            "api.server:app_from_environment",
-            factory=True,
-            fd=listener.fileno(),
-            log_level="info",
-        )
+        uvicorn.run(APP, factory=True, fd=listener.fileno(), log_level="info", http=HTTP, loop=LOOP)
     finally:
         listener.close()
 

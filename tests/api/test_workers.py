@@ -98,6 +98,33 @@ def test_connections_are_dealt_to_the_workers_in_turn(serving: Server) -> None:
     assert Counter(held[port] for port in ports) == {workers[0]: 4, workers[1]: 4}, held
 
 
+def _loaded_libraries(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_workers_serve_with_uvicorns_c_parser_and_event_loop(serving: Server) -> None:
+    # What each worker process has mapped, not what its configuration says: httptools'
+    # parser and uvloop's loop are shared objects of their own.
+    for pid in _workers_of(serving):
+        libraries = _loaded_libraries(pid)
+        assert "httptools/parser/parser." in libraries, pid
+        assert "uvloop/loop." in libraries, pid
+    answer = httpx.get(f"http://127.0.0.1:{serving.port}/openapi.json", timeout=10)
+    assert answer.status_code == 200
+
+
+def test_a_single_process_server_serves_with_them_too(tmp_path: Path) -> None:
+    server = Server(Deployment(tmp_path / "data"), tmp_path / "server.log", workers=1)
+    try:
+        server.start(timeout=90)
+        assert server.process is not None
+        libraries = _loaded_libraries(server.process.pid)
+        assert "httptools/parser/parser." in libraries
+        assert "uvloop/loop." in libraries
+    finally:
+        server.stop()
+
+
 def test_a_killed_worker_is_started_again_and_the_server_keeps_answering(
     serving: Server,
 ) -> None:
