@@ -14,6 +14,7 @@ by the envelope rules of :mod:`ledger.events`; the OpenAPI document still descri
 
 from __future__ import annotations
 
+import enum
 import fcntl
 import hashlib
 import logging
@@ -24,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import orjson
@@ -43,6 +44,7 @@ from api.security import (
     connection_ip,
     idempotency_key,
     live_principal,
+    not_a_live_key,
     parse_json,
     principal,
     replay,
@@ -52,7 +54,13 @@ from api.security import (
     well_formed_idempotency_key,
     within_limit,
 )
-from api.tenancy import IdempotencyRecord, Principal, TenantStore
+from api.tenancy import (
+    AppKey,
+    IdempotencyRecord,
+    Principal,
+    StaleCredentials,
+    TenantStore,
+)
 from ledger.errors import ConstraintViolation, DuplicateEvent, InvalidEvent, StoreUnavailable
 from ledger.events import (
     Actor,
@@ -358,6 +366,19 @@ def _refusal(exc: DuplicateEvent | InvalidEvent, drafts: Sequence[EventDraft]) -
     return _at(index, Problem(409, "duplicate-event", str(exc)))
 
 
+class AnswerAfresh(Exception):
+    """A request on remembered credentials that could not simply be stored: it is answered
+    again as if nothing were remembered, from what the database says now."""
+
+
+class _Unread(enum.Enum):
+    REMEMBERED = "remembered"
+
+
+#: ``looked_up`` of :func:`_store_once` for a request on remembered credentials.
+REMEMBERED = _Unread.REMEMBERED
+
+
 def _store_once(
     tenants: TenantStore,
     committer: GroupCommit,
@@ -367,27 +388,43 @@ def _store_once(
     prepare: Callable[[], list[EventDraft]],
     answer: Callable[[list[Receipt]], Any],
     batch: bool,
-    looked_up: tuple[IdempotencyRecord | None] | None = None,
+    looked_up: tuple[IdempotencyRecord | None] | Literal[_Unread.REMEMBERED] | None = None,
 ) -> Response:
     """Store what ``prepare`` makes, at most once per ``Idempotency-Key``; 201 with receipts.
 
     The key's record (the answer), the claims of the streams and the events are written
-    in one transaction: either all of them are stored or none is. A stream another tenant
-    holds is found there (409, nothing stored), not read beforehand: concurrent requests
-    share one transaction (:class:`GroupCommit`), so one check serves them all. A request
-    whose key is already recorded gets the recorded answer (or 422 for a different
-    request) and stores nothing; one that loses a race for its key is rolled back and
-    answers the same. ``looked_up`` holds the key's record if the caller has read it
-    already (:meth:`~api.tenancy.TenantStore.append_lookup`).
+    in one transaction, which first checks that the request's API key and app keys are
+    still live (:meth:`~api.tenancy.TenantStore.claim_streams_in`): either all of them are stored
+    or none is. A stream another tenant holds is found there (409, nothing stored), not
+    read beforehand: concurrent requests share one transaction (:class:`GroupCommit`), so
+    one check serves them all. A request whose key is already recorded gets the recorded
+    answer (or 422 for a different request) and stores nothing; one that loses a race for
+    its key is rolled back and answers the same. ``looked_up`` holds the key's record if
+    the caller has read it already (:meth:`~api.tenancy.TenantStore.append_lookup`), or
+    is :data:`REMEMBERED`: then nothing was read, and anything but a plain append raises
+    :class:`AnswerAfresh`.
     """
-    record = tenants.idempotency_record(who.tenant_id, key) if looked_up is None else looked_up[0]
+    remembered = looked_up is REMEMBERED
+    record: IdempotencyRecord | None = None
+    if looked_up is None:
+        record = tenants.idempotency_record(who.tenant_id, key)
+    elif looked_up is not REMEMBERED:
+        record = looked_up[0]
     if record is not None:
         return replay(record, digest)
     drafts = prepare()
-    writes = RequestWrites(who.tenant_id, drafts, key, digest, answer)
+    writes = RequestWrites(who.tenant_id, who.key_id, drafts, key, digest, answer)
     try:
         committer.append(drafts, writes)
-    except (DuplicateEvent, InvalidEvent, ConstraintViolation) as exc:
+    except _UNAVAILABLE:
+        raise
+    except Exception as exc:
+        if remembered:
+            raise AnswerAfresh from exc
+        if isinstance(exc, StaleCredentials):
+            raise _revoked_meanwhile(exc, drafts, batch) from None
+        if not isinstance(exc, DuplicateEvent | InvalidEvent | ConstraintViolation):
+            raise
         # Another request with this key may have won the race: answer as it did.
         record = tenants.idempotency_record(who.tenant_id, key)
         if record is not None:
@@ -397,6 +434,20 @@ def _store_once(
         raise
     assert writes.body is not None
     return Response(writes.body, status_code=201, media_type="application/json")
+
+
+def _revoked_meanwhile(exc: StaleCredentials, drafts: Sequence[EventDraft], batch: bool) -> Problem:
+    """The 401 for a request whose key was revoked after it was read, before its events
+    were stored (nothing was)."""
+    if exc.key_ids:
+        return not_a_live_key()
+    kid = exc.app_keys[0][1]
+    index = next(
+        (i for i, d in enumerate(drafts) if d.app_signature and d.app_signature.key_id == kid),
+        None,
+    )
+    problem = Problem(401, "revoked-app-key", f"app key {kid!r} was revoked")
+    return _at(index if batch else None, problem)
 
 
 class RequestWrites:
@@ -411,12 +462,19 @@ class RequestWrites:
     def __init__(
         self,
         tenant_id: str,
+        key_id: str,
         drafts: Sequence[EventDraft],
         key: str,
         digest: str,
         answer: Callable[[list[Receipt]], Any],
     ) -> None:
         self.tenant_id = tenant_id
+        self.key_id = key_id
+        """The API key the request came with."""
+        self.app_keys = sorted(
+            {(tenant_id, d.app_signature.key_id) for d in drafts if d.app_signature}
+        )
+        """The app keys its events are signed with: ``(tenant_id, kid)``."""
         self.drafts = drafts
         self.streams = list(dict.fromkeys(d.stream_id for d in drafts))
         self.key = key
@@ -430,10 +488,15 @@ class RequestWrites:
 
     @staticmethod
     def write_many(tx: Transaction, group: Sequence[tuple[RequestWrites, list[Receipt]]]) -> None:
-        """Write the requests' claims and answers; a stream another tenant holds refuses
-        the whole transaction (a 409 naming the first request's first such event)."""
+        """Check the requests' keys, write their claims and answers; a key revoked since
+        it was read (:class:`~api.tenancy.StaleCredentials`) or a stream another tenant
+        holds (a 409 naming the first request's first such event) refuses the whole
+        transaction."""
         owners = TenantStore.claim_streams_in(
-            tx, [(writes.tenant_id, stream) for writes, _ in group for stream in writes.streams]
+            tx,
+            [(writes.tenant_id, stream) for writes, _ in group for stream in writes.streams],
+            [writes.key_id for writes, _ in group],
+            [pair for writes, _ in group for pair in writes.app_keys],
         )
         for writes, _ in group:
             refused = [s for s in writes.streams if owners.get(s) != writes.tenant_id]
@@ -699,22 +762,51 @@ def _append_event(request: Request, raw: bytes) -> Response:
     tenants = _tenants(request)
     header = request.headers.get("jws-signature")
     kid = _signing_kid(header)
+    token = bearer_token(request)
+    remembered = tenants.remembered
+    who = remembered.caller(token)
+    app_key = remembered.app_key(who.tenant_id, kid) if who is not None and kid else None
+    if who is not None and app_key is not None and kid is not None:
+        # Both keys were seen live lately: nothing is read before the append, whose
+        # transaction checks them again. Anything but a plain append (a refusal, a
+        # replay, a key revoked since) is answered below as if nothing were remembered.
+        try:
+            return _append_signed(request, raw, who, header, {kid: app_key}, REMEMBERED)
+        except (Problem, AnswerAfresh):
+            remembered.forget(token, who.tenant_id, kid)
     # The caller, its app key and its Idempotency-Key's record in one read; each is
     # checked below where the request would otherwise have looked it up.
     idem = request.headers.get("idempotency-key", "").strip()
     found = tenants.append_lookup(
-        bearer_token(request), kid, idem if idem and well_formed_idempotency_key(idem) else None
+        token, kid, idem if idem and well_formed_idempotency_key(idem) else None
     )
     who = live_principal(found.principal)
+    if who.role == "app":
+        remembered.remember(token, who, found.app_key)
+    known = {kid: found.app_key} if kid else None
+    return _append_signed(request, raw, who, header, known, (found.record,))
+
+
+def _append_signed(
+    request: Request,
+    raw: bytes,
+    who: Principal,
+    header: str | None,
+    known: dict[str, AppKey | None] | None,
+    looked_up: tuple[IdempotencyRecord | None] | Literal[_Unread.REMEMBERED],
+) -> Response:
+    """A single append by ``who``; ``known`` has the app key ``header`` names, if it
+    parses, as looked up or remembered (``None``: not registered)."""
     require(who, "app")
     settings = _settings(request)
     within_limit(raw, settings)
     address = connection_ip(request, settings)
     key = idempotency_key(request)
+    tenants = _tenants(request)
 
     def prepare() -> list[EventDraft]:
         body = parse_json(raw)
-        keys = AppKeys(tenants, who.tenant_id, {kid: found.app_key} if kid else None)
+        keys = AppKeys(tenants, who.tenant_id, known)
         signed = verify_signed(body, header, keys, settings, datetime.now(UTC))
         return [draft_from(signed, address)]
 
@@ -727,7 +819,7 @@ def _append_event(request: Request, raw: bytes) -> Response:
         prepare,
         lambda receipts: _receipt(receipts[0]),
         batch=False,
-        looked_up=(found.record,),
+        looked_up=looked_up,
     )
 
 

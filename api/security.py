@@ -79,13 +79,18 @@ def bearer_token(request: Request) -> str:
 def live_principal(found: Principal | None) -> Principal:
     """``found``, or 401 if the key did not authenticate."""
     if found is None:
-        raise Problem(
-            401,
-            "unauthenticated",
-            "the API key is unknown or revoked",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
+        raise not_a_live_key()
     return found
+
+
+def not_a_live_key() -> Problem:
+    """The 401 for an API key that is unknown or revoked."""
+    return Problem(
+        401,
+        "unauthenticated",
+        "the API key is unknown or revoked",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
 
 
 def require(who: Principal, *roles: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -151,6 +152,104 @@ _APPEND_LOOKUP = (
 )
 
 
+class StaleCredentials(Exception):
+    """An API key or app key that a request's events rest on was revoked (or is gone)
+    before they could be stored: the transaction that checked it stored nothing."""
+
+    def __init__(self, key_ids: Sequence[str], app_keys: Sequence[tuple[str, str]]) -> None:
+        names = [*key_ids, *(f"{tenant}/{kid}" for tenant, kid in app_keys)]
+        super().__init__(f"no longer live: {', '.join(names)}")
+        self.key_ids = list(key_ids)
+        self.app_keys = list(app_keys)
+
+
+def _live_credentials_sql(
+    key_ids: Sequence[str], app_keys: Sequence[tuple[str, str]]
+) -> tuple[str, list[str]]:
+    """A read of which of the API keys (by id) and app keys (``(tenant_id, kid)``) are live:
+    rows ``('k', key_id, '')`` and ``('a', tenant_id, kid)`` (``""``: none named)."""
+    parts: list[str] = []
+    params: list[str] = []
+    if key_ids:
+        parts.append(
+            "SELECT 'k' AS kind, key_id AS id, '' AS kid FROM api_keys WHERE revoked_at IS NULL "
+            f"AND key_id IN ({','.join('?' * len(key_ids))})"
+        )
+        params += key_ids
+    if app_keys:
+        parts.append(
+            "SELECT 'a' AS kind, tenant_id AS id, kid FROM api_app_keys "
+            "WHERE revoked_at IS NULL AND ("
+            + " OR ".join(["(tenant_id = ? AND kid = ?)"] * len(app_keys))
+            + ")"
+        )
+        params += [value for pair in app_keys for value in pair]
+    return " UNION ALL ".join(parts), params
+
+
+class RememberedCredentials:
+    """The live API keys and app keys this process has looked up lately, for event appends.
+
+    An append whose API key and app key are both remembered reads nothing before its own
+    transaction, which checks them again (:meth:`TenantStore.claim_streams_in`): a key revoked
+    since it was remembered stores nothing, and the request is answered afresh from the
+    database. API keys are remembered by id and the SHA-256 of their secret (never the
+    secret), app keys by tenant and key id; an entry lapses after :attr:`max_age` seconds,
+    and at most :attr:`max_entries` of each are kept.
+    """
+
+    max_age = 60.0
+    max_entries = 10_000
+
+    def __init__(self) -> None:
+        self._callers: dict[tuple[str, bytes], tuple[Principal, float]] = {}
+        self._app_keys: dict[tuple[str, str], tuple[AppKey, float]] = {}
+
+    @staticmethod
+    def _caller_key(token: str) -> tuple[str, bytes] | None:
+        parts = _token_parts(token)
+        if parts is None:
+            return None
+        return parts[0], hashlib.sha256(parts[1].encode()).digest()
+
+    def caller(self, token: str) -> Principal | None:
+        """The principal remembered for ``token`` (``None``: not remembered)."""
+        key = self._caller_key(token)
+        entry = self._callers.get(key) if key is not None else None
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def app_key(self, tenant_id: str, kid: str) -> AppKey | None:
+        """The live app key remembered (``None``: not remembered)."""
+        entry = self._app_keys.get((tenant_id, kid))
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def remember(self, token: str, who: Principal, app_key: AppKey | None) -> None:
+        """Remember a principal just read as live, and its tenant's app key if live."""
+        key = self._caller_key(token)
+        if key is None:
+            return
+        until = time.monotonic() + self.max_age
+        if len(self._callers) >= self.max_entries:
+            self._callers.clear()
+        self._callers[key] = (who, until)
+        if app_key is not None and not app_key.revoked and app_key.tenant_id == who.tenant_id:
+            if len(self._app_keys) >= self.max_entries:
+                self._app_keys.clear()
+            self._app_keys[(app_key.tenant_id, app_key.kid)] = (app_key, until)
+
+    def forget(self, token: str, tenant_id: str, kid: str | None) -> None:
+        """Drop what is remembered of ``token`` and of the tenant's ``kid``."""
+        key = self._caller_key(token)
+        if key is not None:
+            self._callers.pop(key, None)
+        if kid is not None:
+            self._app_keys.pop((tenant_id, kid), None)
+
+
 def _token_parts(token: str) -> tuple[str, str] | None:
     """``(key id, secret)`` of a well-formed API key, else ``None``."""
     prefix, _, rest = token.partition("_")
@@ -196,6 +295,8 @@ class TenantStore:
 
     def __init__(self, store: LedgerStore) -> None:
         self._db = database_for(store)
+        #: What event appends in this process may skip reading (see the class).
+        self.remembered = RememberedCredentials()
         blob, integer = (
             ("BYTEA", "BIGINT") if self._db.backend == "postgres" else ("BLOB", "INTEGER")
         )
@@ -360,18 +461,60 @@ class TenantStore:
 
     @staticmethod
     def claim_streams_in(
-        tx: WriteTransaction, claims: Sequence[tuple[str, UUID]]
+        tx: WriteTransaction,
+        claims: Sequence[tuple[str, UUID]],
+        key_ids: Sequence[str] = (),
+        app_keys: Sequence[tuple[str, str]] = (),
     ) -> dict[UUID, str]:
         """Claim streams for tenants, ``(tenant_id, stream_id)`` pairs, inside another write
         transaction (an append's own); returns the owner of each stream named, which is
-        another tenant where that one holds it already (or claimed it here first)."""
+        another tenant where that one holds it already (or claimed it here first).
+
+        In the same read, every API key (by id) of ``key_ids`` and app key
+        (``(tenant_id, kid)``) of ``app_keys`` must still be live, or
+        :class:`StaleCredentials`. What a request looked up (or remembered) before it
+        verified may have been revoked since: a revocation committed before this read
+        refuses the append; one committed after it finds the events stored, as sent while
+        the key was live.
+        """
         created = _now()
         tx.insert_many(
             "INSERT INTO api_streams (stream_id, tenant_id, created_at) VALUES (?, ?, ?) "
             "ON CONFLICT (stream_id) DO NOTHING",
             [(str(stream), tenant, created) for tenant, stream in claims],
         )
-        return _owners(tx.query, list(dict.fromkeys(stream for _, stream in claims)))
+        keys = sorted(set(key_ids))
+        pairs = sorted(set(app_keys))
+        checks, check_params = _live_credentials_sql(keys, pairs)
+        streams = list(dict.fromkeys(str(stream) for _, stream in claims))
+        owners: dict[UUID, str] = {}
+        live: set[tuple[str, str, str]] = set()
+        for start in range(0, max(len(streams), 1), 500):
+            chunk = streams[start : start + 500]
+            parts: list[str] = []
+            params: list[str] = []
+            if chunk:
+                parts.append(
+                    "SELECT 's' AS kind, stream_id AS id, tenant_id AS kid FROM api_streams "
+                    f"WHERE stream_id IN ({','.join('?' * len(chunk))})"
+                )
+                params += chunk
+            if start == 0 and checks:  # with the first owners: no round trip of its own
+                parts.append(checks)
+                params += check_params
+            if not parts:
+                continue
+            for kind, first, second in tx.query(" UNION ALL ".join(parts), params):
+                if kind == "s":
+                    owners[UUID(str(first))] = str(second)
+                else:
+                    live.add((str(kind), str(first), str(second)))
+        if len(live) != len(keys) + len(pairs):
+            raise StaleCredentials(
+                [k for k in keys if ("k", k, "") not in live],
+                [(t, kid) for t, kid in pairs if ("a", t, kid) not in live],
+            )
+        return owners
 
     def stream_owners(self, stream_ids: Sequence[UUID]) -> dict[UUID, str]:
         """The owning tenant of each of ``stream_ids`` that has one (a read; claims nothing)."""

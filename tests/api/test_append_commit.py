@@ -245,7 +245,12 @@ def test_a_groups_request_writes_go_together_and_another_tenants_stream_refuses_
 
     def writes(drafts: list[EventDraft], key: str) -> RequestWrites:
         return RequestWrites(
-            api.a.tenant_id, drafts, key, f"digest-{key}", lambda rs: [r.leaf_index for r in rs]
+            api.a.tenant_id,
+            api.a.keys["app"].split("_")[1],
+            drafts,
+            key,
+            f"digest-{key}",
+            lambda rs: [r.leaf_index for r in rs],
         )
 
     requests = [[draft(shared)], [draft(shared), draft()], [draft()]]

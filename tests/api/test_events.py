@@ -9,6 +9,7 @@ the right status and problem type and leaves the log as it was.
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from jwcrypto import jwk
 from jwcrypto import jws as stock_jws
 
 from api import jws
+from api.tenancy import RememberedCredentials, TenantStore
 from tests.api.conftest import ApiWorld, Tenant, now_text
 
 
@@ -377,11 +379,8 @@ def test_append_lookup_reads_what_the_three_separate_lookups_read(api: ApiWorld)
     assert tenants.append_lookup(key_a, "acme-app-old", None).app_key.revoked  # type: ignore[union-attr]
 
 
-def test_a_single_append_reads_the_tenancy_tables_once(
-    api: ApiWorld, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The API key, the app key and the Idempotency-Key's record come in one read (apart
-    from the append's own transaction), and a replay needs no other."""
+def _counted_reads(api: ApiWorld, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements the app's tenancy store reads from now on (outside transactions)."""
     reads: list[str] = []
     query = api.tenants._query
 
@@ -390,6 +389,15 @@ def test_a_single_append_reads_the_tenancy_tables_once(
         return query(sql, params)
 
     monkeypatch.setattr(api.tenants, "_query", counted)
+    return reads
+
+
+def test_a_single_append_reads_the_tenancy_tables_once(
+    api: ApiWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API key, the app key and the Idempotency-Key's record come in one read (apart
+    from the append's own transaction), and a replay needs no other."""
+    reads = _counted_reads(api, monkeypatch)
     body = event_body()
     headers = api.a.signed_headers(body)
     first = api.client.post("/v1/events", content=orjson.dumps(body), headers=headers)
@@ -398,3 +406,141 @@ def test_a_single_append_reads_the_tenancy_tables_once(
     again = api.client.post("/v1/events", content=orjson.dumps(body), headers=headers)
     assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
     assert len(reads) == 2, reads
+
+
+def test_a_remembered_caller_appends_without_reading_first(
+    api: ApiWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once its keys were seen live, a caller's next appends read nothing before their
+    own transaction; the events are stored and chained as any other."""
+    reads = _counted_reads(api, monkeypatch)
+    assert post(api, api.a, event_body()).status_code == 201
+    assert len(reads) == 1, reads
+    stream = uuid.uuid4()
+    for _ in range(3):
+        answer = post(api, api.a, event_body(stream))
+        assert answer.status_code == 201, answer.text
+    assert len(reads) == 1, reads
+    assert answer.json()["sequence"] == 3
+    # Another tenant's caller is remembered apart: its first append reads.
+    assert post(api, api.b, event_body()).status_code == 201
+    assert len(reads) == 2, reads
+
+
+def _other_worker(api: ApiWorld) -> TenantStore:
+    """The tenancy tables as another worker process sees them (its own store)."""
+    return TenantStore(api.ledger.store)
+
+
+def test_an_api_key_revoked_while_remembered_stores_nothing(api: ApiWorld) -> None:
+    assert post(api, api.a, event_body()).status_code == 201  # remembered now
+    key_id = api.a.keys["app"].split("_")[1]
+    other = _other_worker(api)
+    try:
+        assert other.revoke_api_key(api.a.tenant_id, key_id)
+    finally:
+        other.close()
+    size = api.ledger.store.tree_size()
+    _refused(api, post(api, api.a, event_body()), 401, "unauthenticated", size)
+
+
+def test_an_app_key_revoked_while_remembered_stores_nothing(api: ApiWorld) -> None:
+    assert post(api, api.a, event_body()).status_code == 201  # remembered now
+    other = _other_worker(api)
+    try:
+        assert other.revoke_app_key(api.a.tenant_id, api.a.kid)
+    finally:
+        other.close()
+    size = api.ledger.store.tree_size()
+    _refused(api, post(api, api.a, event_body()), 401, "revoked-app-key", size)
+
+
+def test_a_replay_on_a_remembered_caller_gets_the_first_answer(api: ApiWorld) -> None:
+    """Remembered keys skip the Idempotency-Key's read, not its answer: the same request
+    replays, a different one under the key is refused, and nothing more is stored."""
+    body = event_body()
+    headers = api.a.signed_headers(body)
+    first = api.client.post("/v1/events", content=orjson.dumps(body), headers=headers)
+    assert first.status_code == 201
+    size = api.ledger.store.tree_size()
+    again = api.client.post("/v1/events", content=orjson.dumps(body), headers=headers)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    other = event_body()
+    reused = {**api.a.signed_headers(other), "Idempotency-Key": headers["Idempotency-Key"]}
+    answer = api.client.post("/v1/events", content=orjson.dumps(other), headers=reused)
+    _refused(api, answer, 422, "idempotency-key-reused", size)
+
+
+@pytest.mark.parametrize("revoked", ["api key", "app key"])
+def test_a_key_revoked_after_it_was_read_stores_nothing(
+    api: ApiWorld, monkeypatch: pytest.MonkeyPatch, revoked: str
+) -> None:
+    """A revocation that commits after a request read its keys but before its events are
+    stored refuses them: the append's own transaction checks the keys again."""
+    lookup = api.tenants.append_lookup
+
+    def then_revoked(token: str, kid: str | None, idem: str | None) -> Any:
+        found = lookup(token, kid, idem)
+        other = _other_worker(api)
+        try:
+            if revoked == "api key":
+                assert other.revoke_api_key(api.a.tenant_id, token.split("_")[1])
+            else:
+                assert kid is not None and other.revoke_app_key(api.a.tenant_id, kid)
+        finally:
+            other.close()
+        return found
+
+    monkeypatch.setattr(api.tenants, "append_lookup", then_revoked)
+    size = api.ledger.store.tree_size()
+    kind = "unauthenticated" if revoked == "api key" else "revoked-app-key"
+    _refused(api, post(api, api.a, event_body()), 401, kind, size)
+
+
+def test_a_batch_whose_app_key_is_revoked_after_it_was_read_stores_nothing(
+    api: ApiWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app_key = api.tenants.app_key
+
+    def then_revoked(tenant_id: str, kid: str) -> Any:
+        found = app_key(tenant_id, kid)
+        other = _other_worker(api)
+        try:
+            assert other.revoke_app_key(tenant_id, kid)
+        finally:
+            other.close()
+        return found
+
+    monkeypatch.setattr(api.tenants, "app_key", then_revoked)
+    size = api.ledger.store.tree_size()
+    members = [member(api.a, event_body()) for _ in range(3)]
+    problem = _refused(api, post_batch(api, api.a, members), 401, "revoked-app-key", size)
+    assert problem["index"] == 0
+
+
+def test_remembered_credentials_lapse_and_keep_no_secret(
+    api: ApiWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remembered = RememberedCredentials()
+    token = api.a.keys["app"]
+    who = api.tenants.authenticate(token)
+    key = api.tenants.app_key(api.a.tenant_id, api.a.kid)
+    assert who is not None and key is not None
+    remembered.remember(token, who, key)
+    assert remembered.caller(token) == who
+    assert remembered.app_key(api.a.tenant_id, api.a.kid) == key
+    # The same key id with another secret is not the remembered caller.
+    assert remembered.caller(token[:-2] + ("xx" if not token.endswith("xx") else "yy")) is None
+    assert remembered.app_key(api.b.tenant_id, api.a.kid) is None
+    secret = token.split("_", 2)[2]
+    assert secret not in repr(vars(remembered))
+    # Another tenant's live app key is never remembered beside this caller.
+    other = api.tenants.app_key(api.b.tenant_id, api.b.kid)
+    assert other is not None
+    remembered.remember(token, who, other)
+    assert remembered.app_key(api.b.tenant_id, api.b.kid) is None
+    later = time.monotonic() + remembered.max_age + 1
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    assert remembered.caller(token) is None
+    assert remembered.app_key(api.a.tenant_id, api.a.kid) is None
