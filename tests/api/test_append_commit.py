@@ -21,6 +21,7 @@ import pytest
 
 from api.problems import Problem
 from api.routes_events import GroupCommit, RequestWrites
+from api.tenancy import StaleCredentials
 from ledger.errors import DuplicateEvent, StoreUnavailable
 from ledger.events import EventDraft
 from ledger.files import host_lock_directory
@@ -279,6 +280,33 @@ def test_a_groups_request_writes_go_together_and_another_tenants_stream_refuses_
     assert store.tree_size() == size + 1 + 2
     assert _records(api, refused_key) == []
     assert api.tenants.stream_owners([theirs]) == {theirs: api.b.tenant_id}
+
+
+def test_a_revoked_key_in_a_group_refuses_only_its_own_request(api: ApiWorld) -> None:
+    """The group's transaction checks every request's API key in the read of the streams'
+    owners; a request whose key was revoked meanwhile gets StaleCredentials, alone."""
+    store = api.ledger.store
+    live = api.a.keys["app"].split("_")[1]
+    revoked = api.tenants.create_api_key(api.a.tenant_id, "app", "soon revoked").split("_")[1]
+    assert api.tenants.revoke_api_key(api.a.tenant_id, revoked)
+
+    def writes(drafts: list[EventDraft], key_id: str, key: str) -> RequestWrites:
+        return RequestWrites(api.a.tenant_id, key_id, drafts, key, "d", lambda rs: [])
+
+    keys = [uuid.uuid4().hex for _ in range(3)]
+    requests = [[draft()], [draft(), draft()], [draft()]]
+    jobs: list[tuple[list[EventDraft], AlsoWrite]] = [
+        (drafts, writes(drafts, key_id, key))
+        for drafts, key_id, key in zip(requests, [live, revoked, live], keys, strict=True)
+    ]
+    size = store.tree_size()
+    gate, results = _run_group(store, jobs)
+    assert gate.calls[:2] == [1, 4]  # tried together, then one by one
+    assert isinstance(results[1], StaleCredentials)
+    assert results[1].key_ids == [revoked] and results[1].app_keys == []
+    assert [len(results[0]), len(results[2])] == [1, 1]
+    assert store.tree_size() == size + 1 + 2
+    assert _records(api, keys[1]) == []
 
 
 def test_appends_waiting_for_the_turn_join_one_group(api: ApiWorld, tmp_path: Path) -> None:
