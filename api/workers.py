@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import platform
 import select
 import signal
 import socket
@@ -42,12 +43,16 @@ START_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
 #: uvicorn's exit status for a worker whose application failed to start.
 STARTUP_FAILURE = 3
-#: uvicorn's C HTTP parser and C event loop (asyncio's on Windows, where uvloop does not
-#: run): about a fifth less CPU per request than h11 and asyncio's loop (decision 0008).
-#: Named, not left to uvicorn's "auto", so that a missing package stops the server at
-#: once instead of slowing it down unnoticed.
+#: uvicorn's C HTTP parser and C event loop (asyncio's where uvloop does not run, as in
+#: the project's dependency marker): about a fifth less CPU per request than h11 and
+#: asyncio's loop (decision 0008). Named, not left to uvicorn's "auto", so that a missing
+#: package stops the server at once instead of slowing it down unnoticed.
 HTTP = "httptools"
-LOOP = "asyncio" if sys.platform == "win32" else "uvloop"
+LOOP = (
+    "asyncio"
+    if sys.platform in ("win32", "cygwin") or platform.python_implementation() == "PyPy"
+    else "uvloop"
+)
 
 log = logging.getLogger("uvicorn.error")
 
