@@ -539,7 +539,8 @@ class GroupCommit:
     another tenant claimed, a raced idempotency key, an invalid event), nothing of it was
     stored, and each request is appended on its own: one bad request never fails another,
     each gets its own receipts or refusal, and every request stays all or nothing. If the
-    database is unavailable, every request of the group gets that error (a 503) at once.
+    database is unavailable, every request of the group, and every one that queued behind
+    it meanwhile, gets that error (a 503) at once.
     Receipts are handed out only after the commit.
     """
 
@@ -597,6 +598,15 @@ class GroupCommit:
                     events += len(self._waiting[0].drafts)
                     group.append(self._waiting.popleft())
             self._commit(group)
+            away = next((j.error for j in group if isinstance(j.error, _UNAVAILABLE)), None)
+            if away is not None:
+                # The database is away: the appends that queued meanwhile would each wait
+                # out the pool's timeout again, group after group; they get its 503 now.
+                with self._lock:
+                    while self._waiting:
+                        job = self._waiting.popleft()
+                        job.error, job.finished = away, True
+                        group.append(job)
         finally:
             if turn:
                 assert self._turns is not None

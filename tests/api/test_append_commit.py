@@ -236,6 +236,44 @@ def test_a_database_away_fails_the_whole_group_at_once(api: ApiWorld) -> None:
     assert store.tree_size() == size + 1  # only the held append
 
 
+def test_appends_queued_behind_a_database_away_get_its_503_at_once(api: ApiWorld) -> None:
+    """While one group waits out the pool's timeout on a database that is gone, the
+    appends queued behind it are not tried one group after another, each waiting as long:
+    they get the same error when it comes."""
+    gate = _Gate(api.ledger.store)
+    away = StoreUnavailable("cannot reach the ledger database: pool timeout")
+
+    def unavailable(drafts: Sequence[EventDraft], *, also: AlsoWrite) -> list[Receipt]:
+        gate.calls.append(len(drafts))
+        gate.entered.set()
+        gate.go.wait(10)
+        raise away
+
+    gate.append = unavailable  # type: ignore[method-assign]
+    committer = GroupCommit(gate)  # type: ignore[arg-type]
+    results: list[Any] = [None] * 4
+
+    def run(i: int) -> None:
+        try:
+            results[i] = committer.append([draft()], _noop)
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    threads[0].start()
+    assert gate.entered.wait(10)
+    for t in threads[1:]:
+        t.start()
+    while len(committer._waiting) < 3:
+        threading.Event().wait(0.01)
+    gate.go.set()
+    for t in threads:
+        t.join(10)
+    assert gate.calls == [1]  # only the first was tried
+    assert all(r is away for r in results), results
+    assert not committer._busy and not committer._waiting
+
+
 def test_a_groups_request_writes_go_together_and_another_tenants_stream_refuses_only_its_own(
     api: ApiWorld,
 ) -> None:
