@@ -392,17 +392,17 @@ def _store_once(
 ) -> Response:
     """Store what ``prepare`` makes, at most once per ``Idempotency-Key``; 201 with receipts.
 
-    The key's record (the answer), the claims of the streams and the events are written
-    in one transaction, which first checks that the request's API key and app keys are
-    still live (:meth:`~api.tenancy.TenantStore.claim_streams_in`): either all of them are stored
-    or none is. A stream another tenant holds is found there (409, nothing stored), not
-    read beforehand: concurrent requests share one transaction (:class:`GroupCommit`), so
-    one check serves them all. A request whose key is already recorded gets the recorded
-    answer (or 422 for a different request) and stores nothing; one that loses a race for
-    its key is rolled back and answers the same. ``looked_up`` holds the key's record if
-    the caller has read it already (:meth:`~api.tenancy.TenantStore.append_lookup`), or
-    is :data:`REMEMBERED`: then nothing was read, and anything but a plain append raises
-    :class:`AnswerAfresh`.
+    The key's record (the answer), the claims of the streams and the events are written in
+    one transaction, which checks before it commits that the request's API key and app keys
+    are still live (:meth:`~api.tenancy.TenantStore.claim_streams_in`): either all of them
+    are stored or none is. A stream another tenant holds is found there (409, nothing
+    stored), not read beforehand: concurrent requests share one transaction
+    (:class:`GroupCommit`), so one check serves them all. A request whose key is already
+    recorded gets the recorded answer (or 422 for a different request) and stores nothing;
+    one that loses a race for its key is rolled back and answers the same. ``looked_up``
+    holds the key's record if the caller has read it already
+    (:meth:`~api.tenancy.TenantStore.append_lookup`), or is :data:`REMEMBERED`: then nothing
+    was read, and anything but a plain append raises :class:`AnswerAfresh`.
     """
     remembered = looked_up is REMEMBERED
     record: IdempotencyRecord | None = None
@@ -776,7 +776,7 @@ def _append_event(request: Request, raw: bytes) -> Response:
     remembered = tenants.remembered
     who = remembered.caller(token)
     app_key = remembered.app_key(who.tenant_id, kid) if who is not None and kid else None
-    if who is not None and app_key is not None and kid is not None:
+    if who is not None and kid is not None and app_key is not None:
         # Both keys were seen live lately: nothing is read before the append, whose
         # transaction checks them again. Anything but a plain append (a refusal, a
         # replay, a key revoked since) is answered below as if nothing were remembered.

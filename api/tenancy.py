@@ -271,19 +271,38 @@ def _live(
 
 
 def _owners(
-    query: Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]], stream_ids: Sequence[UUID]
-) -> dict[UUID, str]:
-    """The owning tenant of each of ``stream_ids`` that has one, 500 ids per query."""
+    query: Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]],
+    stream_ids: Sequence[UUID],
+    also: tuple[str, list[str]] = ("", []),
+) -> tuple[dict[UUID, str], list[tuple[str, str, str]]]:
+    """The owning tenant of each of ``stream_ids`` that has one, 500 ids per query; and
+    the rows of ``also`` (a read of ``(kind, id, kid)`` rows, :func:`_live_credentials_sql`),
+    sent with the first of them so that it costs no round trip of its own."""
     found: dict[UUID, str] = {}
+    extra: list[tuple[str, str, str]] = []
     ids = [str(s) for s in stream_ids]
-    for start in range(0, len(ids), 500):
+    for start in range(0, max(len(ids), 1), 500):
         chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = query(
-            f"SELECT stream_id, tenant_id FROM api_streams WHERE stream_id IN ({marks})", chunk
-        )
-        found.update((UUID(str(r[0])), str(r[1])) for r in rows)
-    return found
+        parts: list[str] = []
+        params: list[str] = []
+        if chunk:
+            marks = ",".join("?" * len(chunk))
+            parts.append(
+                "SELECT 's' AS kind, stream_id AS id, tenant_id AS kid FROM api_streams "
+                f"WHERE stream_id IN ({marks})"
+            )
+            params += chunk
+        if start == 0 and also[0]:
+            parts.append(also[0])
+            params += also[1]
+        if not parts:
+            continue
+        for kind, first, second in query(" UNION ALL ".join(parts), params):
+            if kind == "s":
+                found[UUID(str(first))] = str(second)
+            else:
+                extra.append((str(kind), str(first), str(second)))
+    return found, extra
 
 
 def _now() -> str:
@@ -485,30 +504,9 @@ class TenantStore:
         )
         keys = sorted(set(key_ids))
         pairs = sorted(set(app_keys))
-        checks, check_params = _live_credentials_sql(keys, pairs)
-        streams = list(dict.fromkeys(str(stream) for _, stream in claims))
-        owners: dict[UUID, str] = {}
-        live: set[tuple[str, str, str]] = set()
-        for start in range(0, max(len(streams), 1), 500):
-            chunk = streams[start : start + 500]
-            parts: list[str] = []
-            params: list[str] = []
-            if chunk:
-                parts.append(
-                    "SELECT 's' AS kind, stream_id AS id, tenant_id AS kid FROM api_streams "
-                    f"WHERE stream_id IN ({','.join('?' * len(chunk))})"
-                )
-                params += chunk
-            if start == 0 and checks:  # with the first owners: no round trip of its own
-                parts.append(checks)
-                params += check_params
-            if not parts:
-                continue
-            for kind, first, second in tx.query(" UNION ALL ".join(parts), params):
-                if kind == "s":
-                    owners[UUID(str(first))] = str(second)
-                else:
-                    live.add((str(kind), str(first), str(second)))
+        streams = list(dict.fromkeys(stream for _, stream in claims))
+        owners, rows = _owners(tx.query, streams, _live_credentials_sql(keys, pairs))
+        live = set(rows)
         if len(live) != len(keys) + len(pairs):
             raise StaleCredentials(
                 [k for k in keys if ("k", k, "") not in live],
@@ -518,7 +516,7 @@ class TenantStore:
 
     def stream_owners(self, stream_ids: Sequence[UUID]) -> dict[UUID, str]:
         """The owning tenant of each of ``stream_ids`` that has one (a read; claims nothing)."""
-        return _owners(self._query, stream_ids)
+        return _owners(self._query, stream_ids)[0]
 
     def owns_stream(self, tenant_id: str, stream_id: UUID) -> bool:
         rows = self._query(
@@ -529,7 +527,7 @@ class TenantStore:
 
     def owned_streams(self, tenant_id: str, stream_ids: Sequence[UUID]) -> set[UUID]:
         """Which of ``stream_ids`` the tenant owns."""
-        owners = _owners(self._query, stream_ids)
+        owners = _owners(self._query, stream_ids)[0]
         return {s for s in stream_ids if owners.get(s) == tenant_id}
 
     def record_document(self, tenant_id: str, sha256: str, file_name: str, size: int) -> None:
