@@ -44,12 +44,12 @@ from api.security import (
     connection_ip,
     idempotency_key,
     live_principal,
-    not_a_live_key,
     parse_json,
     principal,
     replay,
     request_fingerprint,
     require,
+    revoked_meanwhile,
     verify_signed,
     well_formed_idempotency_key,
     within_limit,
@@ -437,17 +437,17 @@ def _store_once(
 
 
 def _revoked_meanwhile(exc: StaleCredentials, drafts: Sequence[EventDraft], batch: bool) -> Problem:
-    """The 401 for a request whose key was revoked after it was read, before its events
-    were stored (nothing was)."""
-    if exc.key_ids:
-        return not_a_live_key()
+    """:func:`~api.security.revoked_meanwhile`, with the index of a batch's first event
+    signed with a revoked app key."""
+    problem = revoked_meanwhile(exc)
+    if exc.key_ids or not batch:
+        return problem
     kid = exc.app_keys[0][1]
     index = next(
         (i for i, d in enumerate(drafts) if d.app_signature and d.app_signature.key_id == kid),
         None,
     )
-    problem = Problem(401, "revoked-app-key", f"app key {kid!r} was revoked")
-    return _at(index if batch else None, problem)
+    return _at(index, problem)
 
 
 class RequestWrites:

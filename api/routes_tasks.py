@@ -29,12 +29,14 @@ from api.security import (
     principal,
     raw_body,
     require,
+    revoked_meanwhile,
     verified_body,
 )
-from api.tenancy import Principal
+from api.tenancy import Principal, StaleCredentials, TenantStore
 from ledger.blobs import BlobRef
 from ledger.events import Actor, RequestContext, format_time
-from ledger.store import Receipt
+from ledger.log_writer import Transaction
+from ledger.store import AlsoWrite, Receipt
 from ledger.task_service import Acting, ActResult, SignerProfile
 from ledger.timeline import timeline
 from ledger.workflow import (
@@ -428,6 +430,19 @@ def _acting(
     return Acting(actor, context, event_id=body.event_id, app_signature=signed.signature)
 
 
+def _keys_still_live(who: Principal, signed: SignedBody) -> AlsoWrite:
+    """A check, in the act's own transaction, that the API key and the app key it was
+    verified with are still live: a revocation committed after they were read and before
+    the act's events are stored refuses them (:class:`~api.tenancy.StaleCredentials`)."""
+    key_ids = [who.key_id]
+    app_keys = [(who.tenant_id, signed.signature.key_id)]
+
+    def check(tx: Transaction, receipts: list[Receipt]) -> None:
+        TenantStore.claim_streams_in(tx, (), key_ids, app_keys)
+
+    return check
+
+
 def _record_revisions(runtime: Runtime, who: Principal, result: ActResult) -> None:
     """Let the tenant download every signed revision of its task's documents."""
     if not {"document.signed", "task.completed"} & set(result.event_types):
@@ -463,7 +478,10 @@ async def _signed_post(
 
     def verify_and_run() -> Response:
         signed = verified_body(request, raw, who, runtime.settings, runtime.tasks.clock())
-        return idempotent(request, who, raw, lambda: perform(signed, runtime))
+        try:
+            return idempotent(request, who, raw, lambda: perform(signed, runtime))
+        except StaleCredentials as exc:
+            raise revoked_meanwhile(exc) from None
 
     response: Response = await run_in_threadpool(verify_and_run)
     return response
@@ -586,7 +604,8 @@ def _create(request: Request, who: Principal, signed: SignedBody, runtime: Runti
         cc=tuple(body.cc),
         department=_department(directory, initiator),
     )
-    return _act_answer(201, runtime.tasks.create(task_id, command, acting))
+    also = _keys_still_live(who, signed)
+    return _act_answer(201, runtime.tasks.create(task_id, command, acting, also=also))
 
 
 def _department(directory: Directory, user: str) -> str | None:
@@ -663,17 +682,23 @@ def _act(
     if isinstance(body, DocumentAct) and body.document_sha256 is not None:
         _task_document(runtime, task_id, body.document_sha256)
     acting = _acting(request, runtime, who, body, signed)
+    also = _keys_still_live(who, signed)
     if isinstance(body, SignAct):
-        result = _sign(runtime, who, task_id, body, acting)
+        result = _sign(runtime, who, task_id, body, acting, also)
     else:
         command = _command_for(action, body.model_dump(mode="json"))
-        result = runtime.tasks.act(task_id, command, acting)
+        result = runtime.tasks.act(task_id, command, acting, also=also)
     _record_revisions(runtime, who, result)
     return _act_answer(200, result)
 
 
 def _sign(
-    runtime: Runtime, who: Principal, task_id: UUID, body: SignAct, acting: Acting
+    runtime: Runtime,
+    who: Principal,
+    task_id: UUID,
+    body: SignAct,
+    acting: Acting,
+    also: AlsoWrite,
 ) -> ActResult:
     if (body.signer is None) == (body.signed_document_sha256 is None):
         raise Problem(
@@ -690,11 +715,13 @@ def _sign(
             body.signer.email,
             body.signer.phone,
         )
-        return runtime.tasks.sign(task_id, body.document_sha256, acting, profile=profile)
+        return runtime.tasks.sign(task_id, body.document_sha256, acting, profile=profile, also=also)
     assert body.signed_document_sha256 is not None
     _document_ref(runtime, who, body.signed_document_sha256)
     signed_pdf = runtime.tasks.blobs.read(body.signed_document_sha256)
-    return runtime.tasks.sign(task_id, body.document_sha256, acting, signed_pdf=signed_pdf)
+    return runtime.tasks.sign(
+        task_id, body.document_sha256, acting, signed_pdf=signed_pdf, also=also
+    )
 
 
 async def _action(request: Request, who: Principal, task_id: UUID, action: str) -> Response:

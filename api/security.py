@@ -21,7 +21,7 @@ from fastapi.responses import Response
 
 from api import jws
 from api.problems import Problem
-from api.tenancy import AppKey, IdempotencyRecord, Principal, TenantStore
+from api.tenancy import AppKey, IdempotencyRecord, Principal, StaleCredentials, TenantStore
 from ledger.events import AppSignature
 
 #: Longest accepted ``Idempotency-Key``.
@@ -91,6 +91,15 @@ def not_a_live_key() -> Problem:
         "the API key is unknown or revoked",
         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
     )
+
+
+def revoked_meanwhile(exc: StaleCredentials) -> Problem:
+    """The 401 for a request whose API key or app key was revoked after it was read and
+    before its events were stored (none were)."""
+    if exc.key_ids:
+        return not_a_live_key()
+    kid = exc.app_keys[0][1]
+    return Problem(401, "revoked-app-key", f"app key {kid!r} was revoked")
 
 
 def require(who: Principal, *roles: str) -> None:

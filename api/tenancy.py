@@ -496,12 +496,13 @@ class TenantStore:
         refuses the append; one committed after it finds the events stored, as sent while
         the key was live.
         """
-        created = _now()
-        tx.insert_many(
-            "INSERT INTO api_streams (stream_id, tenant_id, created_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (stream_id) DO NOTHING",
-            [(str(stream), tenant, created) for tenant, stream in claims],
-        )
+        if claims:
+            created = _now()
+            tx.insert_many(
+                "INSERT INTO api_streams (stream_id, tenant_id, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (stream_id) DO NOTHING",
+                [(str(stream), tenant, created) for tenant, stream in claims],
+            )
         keys = sorted(set(key_ids))
         pairs = sorted(set(app_keys))
         streams = list(dict.fromkeys(stream for _, stream in claims))

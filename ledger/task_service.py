@@ -27,7 +27,7 @@ from uuid import UUID
 from ledger.blobs import BlobError, BlobRef, BlobStore
 from ledger.errors import LedgerError, StreamConflict
 from ledger.events import Actor, AppSignature, EventDraft, RequestContext
-from ledger.store import LedgerStore, Receipt
+from ledger.store import AlsoWrite, LedgerStore, Receipt
 from ledger.workflow import (
     PDF_MEDIA_TYPE,
     Command,
@@ -189,15 +189,23 @@ class TaskService:
 
     # -- acting ----------------------------------------------------------------------
 
-    def create(self, task_id: UUID, command: Create, by: Acting) -> ActResult:
+    def create(
+        self, task_id: UUID, command: Create, by: Acting, *, also: AlsoWrite | None = None
+    ) -> ActResult:
         """Record a new task; its documents must already be in the blob store."""
         for document in command.documents:
             if not self.blobs.exists(document.sha256):
                 raise DocumentRefused(f"{document.file_name!r} was not uploaded first")
-        return self.act(task_id, command, by)
+        return self.act(task_id, command, by, also=also)
 
-    def act(self, task_id: UUID, command: Command, by: Acting) -> ActResult:
-        """Decide ``command`` by ``by`` on the task's current state and store its events."""
+    def act(
+        self, task_id: UUID, command: Command, by: Acting, *, also: AlsoWrite | None = None
+    ) -> ActResult:
+        """Decide ``command`` by ``by`` on the task's current state and store its events.
+
+        ``also``, if given, runs in the events' own transaction
+        (:meth:`~ledger.store.LedgerStore.append`): whatever it raises stores nothing.
+        """
         if isinstance(command, Sign):
             raise TaskServiceError("signatures go through sign(), which makes the revision")
 
@@ -205,7 +213,7 @@ class TaskService:
             drafts = decide(state, command, by.actor.id, now)
             return self._finalised(state, drafts)
 
-        return self._commit(task_id, by, attempt)
+        return self._commit(task_id, by, attempt, also)
 
     def act_when(
         self,
@@ -240,12 +248,14 @@ class TaskService:
         profile: SignerProfile | None = None,
         signed_pdf: bytes | None = None,
         reason: str = "Signed",
+        also: AlsoWrite | None = None,
     ) -> ActResult:
         """Sign the current revision of a task document, or accept one the signer signed.
 
         With ``profile`` the ledger's signer (the local CA by default) signs on the
         signer's behalf; with ``signed_pdf`` the PDF the signer signed with their own key
         is validated as the next revision. The rules are checked before any signing.
+        ``also`` runs in the events' transaction, as for :meth:`act`.
         """
         if self.signer is None:
             raise SigningUnavailable("this ledger has no document signer configured")
@@ -285,7 +295,7 @@ class TaskService:
             )
             return self._finalised(state, drafts, {document_sha256: stored.sha256})
 
-        return self._commit(task_id, by, attempt)
+        return self._commit(task_id, by, attempt, also)
 
     def _finalised(
         self,
@@ -316,6 +326,7 @@ class TaskService:
         task_id: UUID,
         by: Acting,
         attempt: Callable[[TaskState, datetime], list[EventDraftData]],
+        also: AlsoWrite | None = None,
     ) -> ActResult:
         for _ in range(MAX_ATTEMPTS):
             state = self.state(task_id)
@@ -324,7 +335,7 @@ class TaskService:
                 return ActResult(task_id, [], [], state)
             try:
                 receipts = self.store.append(
-                    by.drafts(task_id, drafts), expected={task_id: state.last_sequence}
+                    by.drafts(task_id, drafts), expected={task_id: state.last_sequence}, also=also
                 )
             except StreamConflict:
                 continue

@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from api import jws
 from api.security import ApiSettings, connection_ip
+from api.tenancy import TenantStore
 from evidence.local_ca import LocalCertificateAuthority, SignerIdentity
 from evidence.pdf_signing import sign_pdf
 from evidence.task_signing import LocalCaDocumentSigner
@@ -372,6 +373,73 @@ def test_a_replayed_event_id_is_refused_by_the_store(api: ApiWorld, launched: st
         api, api.b, f"/v1/tasks/{other}/actions/comment", {**body, "actor": actor("u-chen")}
     )
     problem(replay, 409, "duplicate-event")
+
+
+def _revoked_after_read(api: ApiWorld, monkeypatch: pytest.MonkeyPatch, revoked: str) -> None:
+    """From now on, a request's app key read is followed by another worker revoking
+    tenant a's app API key or its app key, before the request stores anything."""
+    app_key = api.tenants.app_key
+
+    def then_revoked(tenant_id: str, kid: str) -> Any:
+        found = app_key(tenant_id, kid)
+        other = TenantStore(api.ledger.store)  # its own connections, as another worker's
+        try:
+            if revoked == "api key":
+                assert other.revoke_api_key(tenant_id, api.a.keys["app"].split("_")[1])
+            else:
+                assert other.revoke_app_key(tenant_id, kid)
+        finally:
+            other.close()
+        return found
+
+    monkeypatch.setattr(api.tenants, "app_key", then_revoked)
+
+
+def _sign_step_task(api: ApiWorld) -> tuple[str, str]:
+    """An ad hoc task of tenant a, submitted, waiting for u-lee to sign its document."""
+    document = upload_pdf(api, api.a)
+    step = {"key": "sign", "title": "Sign", "role": "signer", "mode": "or_sign"}
+    steps = [{**step, "participants": [{"user": "u-lee"}]}]
+    body = signed_body("u-chen", steps=steps, title="Sign this", documents=[document])
+    task = ok(send_signed(api, api.a, "/v1/tasks", body), 201)["task_id"]
+    ok(act(api, api.a, task, "submit", "u-chen"))
+    return task, document
+
+
+@pytest.mark.parametrize("revoked", ["api key", "app key"])
+@pytest.mark.parametrize("action", ["create", "comment", "sign"])
+def test_a_key_revoked_after_it_was_read_stores_no_act(
+    api: ApiWorld, monkeypatch: pytest.MonkeyPatch, revoked: str, action: str
+) -> None:
+    """A revocation that commits after an act's keys were read, before its events are
+    stored, refuses the act: its own transaction checks the keys again."""
+    if action == "create":
+        path = "/v1/tasks"
+        body = signed_body(
+            "u-chen",
+            template={"id": "purchase", "version": 3},
+            title="Laptops",
+            form={
+                "item": "Laptops",
+                "amount": {"amount": "10.00", "currency": "HKD"},
+                "cross_border": False,
+            },
+            documents=[upload_pdf(api, api.a)],
+        )
+    elif action == "comment":
+        task = str(create_task(api, api.a)["task_id"])
+        path, body = f"/v1/tasks/{task}/actions/comment", signed_body("u-chen", text="Hello")
+    else:
+        task, document = _sign_step_task(api)
+        signer = {"name": "Lee", "organisation": "ACME", "email": "lee@example.com"}
+        path = f"/v1/tasks/{task}/actions/sign"
+        body = signed_body("u-lee", document_sha256=document, signer=signer)
+    size = api.ledger.store.tree_size()
+    _revoked_after_read(api, monkeypatch, revoked)
+    kind = "unauthenticated" if revoked == "api key" else "revoked-app-key"
+    problem(send_signed(api, api.a, path, body), 401, kind)
+    assert api.ledger.store.tree_size() == size
+    assert api.ledger.store.entry_for_event(uuid.UUID(body["event_id"])) is None
 
 
 def test_idempotency_key_replays_the_first_answer_and_refuses_another_body(
