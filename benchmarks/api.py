@@ -138,6 +138,13 @@ class Request:
     headers: dict[str, str]
     events: int
 
+    def wire(self) -> bytes:
+        """The request as sent: HTTP/1.1 head and body, in one piece."""
+        head = [f"POST {self.path} HTTP/1.1", "Host: 127.0.0.1"]
+        head += [f"{name}: {value}" for name, value in self.headers.items()]
+        head.append(f"Content-Length: {len(self.body)}")
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + self.body
+
 
 def presign(app: App, api_key: str, kind: str, count: int) -> list[Request]:
     requests: list[Request] = []
@@ -165,6 +172,50 @@ def presign(app: App, api_key: str, kind: str, count: int) -> list[Request]:
 # -- client processes --------------------------------------------------------------------------
 
 
+class Connection:
+    """A keep-alive HTTP/1.1 connection that sends whole pre-built requests and reads the
+    answers (``Content-Length`` bodies, which is what the event routes send).
+
+    The clients share the server's two vCPUs, so they stay as light as they can:
+    ``http.client`` parses every answer's headers with the ``email`` package, which cost
+    more of the machine than this.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def exchange(self, wire: bytes) -> tuple[int, bytes]:
+        """Send one request; its status and body."""
+        self.sock.sendall(wire)
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            self._receive()
+        head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length = None
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length is None:
+            raise OSError(f"an answer without Content-Length: {head[:300]!r}")
+        while len(self.buffer) < length:
+            self._receive()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, body
+
+    def _receive(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def _client(
     port: int,
     api_key: str,
@@ -178,7 +229,7 @@ def _client(
 ) -> None:
     """Pre-sign ``count`` requests, wait for the others, send until the time is up."""
     app = App(private_key)
-    requests = presign(app, api_key, kind, count + 2 * threads)
+    requests = [(r.wire(), r.events) for r in presign(app, api_key, kind, count + 2 * threads)]
     warm, requests = requests[: 2 * threads], requests[2 * threads :]
     queue = iter(requests)
     lock = threading.Lock()
@@ -186,27 +237,21 @@ def _client(
     events = 0
     failures: list[str] = []
 
-    def connect() -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-
-    def send(conn: http.client.HTTPConnection, request: Request) -> tuple[int, bytes]:
-        conn.request("POST", request.path, body=request.body, headers=request.headers)
-        answer = conn.getresponse()
-        return answer.status, answer.read()
-
-    connections = [connect() for _ in range(threads)]
-    for i, request in enumerate(warm):
+    connections = [Connection(port) for _ in range(threads)]
+    for i, (wire, _) in enumerate(warm):
         try:
-            status, payload = send(connections[i % threads], request)
+            status, payload = connections[i % threads].exchange(wire)
         except OSError as exc:
             status, payload = 0, repr(exc).encode()
         if status != 201:
             failures.append(f"warm-up: {status} {payload[:300]!r}")
-            connections[i % threads] = connect()
+            connections[i % threads].close()
+            connections[i % threads] = Connection(port)
     barrier.wait(timeout=600)
     deadline = time.perf_counter() + seconds
+    cpu_at_start = time.process_time()
 
-    def worker(conn: http.client.HTTPConnection) -> None:
+    def worker(conn: Connection) -> None:
         nonlocal events
         mine: list[float] = []
         done = 0
@@ -216,9 +261,10 @@ def _client(
             if request is None:
                 failures.append("ran out of pre-signed requests")
                 break
+            wire, count = request
             start = time.perf_counter()
             try:
-                status, payload = send(conn, request)
+                status, payload = conn.exchange(wire)
             except OSError as exc:
                 failures.append(repr(exc))
                 break
@@ -226,7 +272,7 @@ def _client(
             if status != 201:
                 failures.append(f"{status} {payload[:300]!r}")
                 break
-            done += request.events
+            done += count
         with lock:
             latencies.extend(mine)
             events += done
@@ -238,8 +284,17 @@ def _client(
     for t in pool:
         t.join()
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_at_start
+    for conn in connections:
+        conn.close()
     results.put(
-        {"events": events, "latencies": latencies, "elapsed": elapsed, "failures": failures}
+        {
+            "events": events,
+            "latencies": latencies,
+            "elapsed": elapsed,
+            "failures": failures,
+            "cpu": cpu,
+        }
     )
 
 
@@ -289,6 +344,7 @@ def load(
     events = sum(part["events"] for part in parts)
     failures = [f for part in parts for f in part["failures"]]
     requests = len(latencies)
+    client_cpu = sum(part["cpu"] for part in parts)
     return {
         "kind": kind,
         "clients": clients,
@@ -302,6 +358,8 @@ def load(
         "p90_ms": round(_percentile(latencies, 0.90) * 1000, 2),
         "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
         "max_ms": round(latencies[-1] * 1000, 2) if latencies else 0.0,
+        "client_cpu_s": round(client_cpu, 2),
+        "client_cpu_us_per_request": round(client_cpu / requests * 1e6) if requests else None,
         "failures": failures[:5],
     }
 
@@ -594,7 +652,8 @@ def run(args: argparse.Namespace) -> int:
                     code = 1
                 print(
                     f"  {rate}, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms; server CPU "
-                    f"{row.get('server_cpu_per_process_s')} s, machine busy "
+                    f"{row.get('server_cpu_per_process_s')} s, clients' CPU "
+                    f"{row['client_cpu_us_per_request']} µs per request, machine busy "
                     f"{row.get('machine_busy_share', 0):.0%}"
                     f"{'; FAILURES ' + str(row['failures']) if row['failures'] else ''}",
                     flush=True,
