@@ -538,7 +538,9 @@ class GroupCommit:
     at once. If a combined append is refused (one request's replayed event id, a stream
     another tenant claimed, a raced idempotency key, an invalid event), nothing of it was
     stored, and each request is appended on its own: one bad request never fails another,
-    each gets its own receipts or refusal, and every request stays all or nothing. If the
+    each gets its own receipts or refusal, and every request stays all or nothing. (Event
+    ids already stored, as a retry of a stored request sends, are found in one read: those
+    requests are refused, the others committed together again.) If the
     database is unavailable, every request of the group, and every one that queued behind
     it meanwhile, gets that error (a 503) at once.
     Receipts are handed out only after the commit.
@@ -654,6 +656,16 @@ class GroupCommit:
                 for job in group:
                     job.error, job.finished = exc, True
                 return
+            except DuplicateEvent as exc:
+                # Nothing was stored. Most often a retry of a request already stored: the
+                # requests with an event id already taken are refused as their own append
+                # would be, and the others are committed together again.
+                rest = self._without_taken(group, exc.taken)
+                if rest is not None:
+                    if rest:
+                        self._commit(rest)
+                    return
+                _LOG.debug("a combined append was refused (%s); appending one by one", exc)
             except Exception as exc:
                 # Nothing was stored: each request on its own, below. (Had the commit
                 # itself failed after all, each retry finds its event ids taken, and its
@@ -669,6 +681,22 @@ class GroupCommit:
             except Exception as exc:
                 job.error = exc
             job.finished = True
+
+    @staticmethod
+    def _without_taken(group: list[_Job], taken: frozenset[object]) -> list[_Job] | None:
+        """The jobs of ``group`` none of whose event ids is in ``taken``; each other job
+        finishes with the :class:`DuplicateEvent` its own append would raise. ``None`` if
+        no job names a taken id (the group named one id twice, or nothing is taken)."""
+        rest: list[_Job] = []
+        refused = False
+        for job in group:
+            hit = [d.event_id for d in job.drafts if d.event_id is not None and d.event_id in taken]
+            if hit:
+                job.error, job.finished = DuplicateEvent(min(hit), frozenset(hit)), True
+                refused = True
+            else:
+                rest.append(job)
+        return rest if refused else None
 
 
 _COMMITTERS_LOCK = threading.Lock()

@@ -38,11 +38,16 @@ class StreamConflict(StoreError):
 
 
 class DuplicateEvent(StoreError):
-    """An event with the same event id is already in the ledger."""
+    """An event with the same event id is already in the ledger.
 
-    def __init__(self, event_id: object) -> None:
+    ``taken`` holds every event id of the refused append that is stored already (empty
+    when the append named one id twice itself).
+    """
+
+    def __init__(self, event_id: object, taken: frozenset[object] = frozenset()) -> None:
         super().__init__(f"event {event_id} is already in the ledger")
         self.event_id = event_id
+        self.taken = taken
 
 
 class ConstraintViolation(StoreError):

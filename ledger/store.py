@@ -316,7 +316,7 @@ class LedgerStore(ABC):
             wanted = [d.event_id for d in drafts if d.event_id is not None]
             taken = self._existing_event_ids(wanted) if wanted else set()
             if taken:
-                raise DuplicateEvent(min(taken)) from None
+                raise DuplicateEvent(min(taken), frozenset(taken)) from None
             raise
         return _receipts(first, events)
 

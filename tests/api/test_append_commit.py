@@ -23,7 +23,7 @@ from api.problems import Problem
 from api.routes_events import GroupCommit, RequestWrites
 from api.tenancy import StaleCredentials
 from ledger.errors import DuplicateEvent, StoreUnavailable
-from ledger.events import EventDraft
+from ledger.events import EventDraft, new_event_id
 from ledger.files import host_lock_directory
 from ledger.log_writer import Transaction
 from ledger.postgres_store import ledger_location
@@ -212,6 +212,49 @@ def test_one_bad_request_in_a_group_fails_only_itself(api: ApiWorld) -> None:
     assert store._existing_event_ids([r.event_id for r in results[0] + results[3]]) == {
         r.event_id for r in results[0] + results[3]
     }
+
+
+def test_replays_in_a_group_are_refused_and_the_rest_commit_together(api: ApiWorld) -> None:
+    """A retry of a request already stored (its event ids taken) costs the group one more
+    transaction, not one per request."""
+    store = api.ledger.store
+    first, second, third = (r.event_id for r in store.append([draft(), draft(), draft()]))
+    size = store.tree_size()
+    jobs: list[tuple[list[EventDraft], AlsoWrite]] = [
+        ([draft()], _noop),
+        ([draft(), draft(event_id=second), draft(event_id=first)], _noop),  # a batch retried
+        ([draft(), draft()], _noop),
+        ([draft(event_id=third)], _noop),  # a single append retried
+        ([draft()], _noop),
+    ]
+    gate, results = _run_group(store, jobs)
+    assert gate.calls == [1, 8, 4]  # the held one; all together; all but the two retries
+    for i in (1, 3):
+        assert isinstance(results[i], DuplicateEvent)
+    assert results[1].event_id == min(first, second) and results[1].taken == {first, second}
+    assert results[3].event_id == third
+    assert [len(results[i]) for i in (0, 2, 4)] == [1, 2, 1]
+    assert store.tree_size() == size + 1 + 4
+    stored = [r.event_id for i in (0, 2, 4) for r in results[i]]
+    assert store._existing_event_ids(stored) == set(stored)
+
+
+def test_one_id_twice_in_a_group_falls_back_to_one_by_one(api: ApiWorld) -> None:
+    """Two waiting requests naming the same new event id: the first stores it, the other
+    is refused, the rest are stored."""
+    store = api.ledger.store
+    size = store.tree_size()
+    shared = new_event_id()
+    jobs: list[tuple[list[EventDraft], AlsoWrite]] = [
+        ([draft(event_id=shared)], _noop),
+        ([draft()], _noop),
+        ([draft(event_id=shared)], _noop),
+    ]
+    gate, results = _run_group(store, jobs)
+    assert gate.calls == [1, 3, 1, 1, 1]
+    assert [len(results[0]), len(results[1])] == [1, 1]
+    assert isinstance(results[2], DuplicateEvent) and results[2].event_id == shared
+    assert store.tree_size() == size + 1 + 2
 
 
 def test_a_database_away_fails_the_whole_group_at_once(api: ApiWorld) -> None:
