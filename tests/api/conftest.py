@@ -191,3 +191,26 @@ def act(world: ApiWorld, tenant: Tenant, task_id: str, action: str, by: str, **f
     """POST one signed act by user ``by``; the response (not checked)."""
     body = {"actor": actor(by), "context": end_user(), **fields}
     return world.post_signed(tenant, f"/v1/tasks/{task_id}/actions/{action}", body)
+
+
+def revoke_after_app_key_read(
+    world: ApiWorld, monkeypatch: pytest.MonkeyPatch, revoked: str
+) -> None:
+    """From now on, each read of an app key is followed by another worker (a
+    :class:`TenantStore` of its own) revoking tenant a's app API key (``revoked="api
+    key"``) or that app key, before the request that read it stores anything."""
+    app_key = world.tenants.app_key
+
+    def then_revoked(tenant_id: str, kid: str) -> Any:
+        found = app_key(tenant_id, kid)
+        other = TenantStore(world.ledger.store)
+        try:
+            if revoked == "api key":
+                assert other.revoke_api_key(tenant_id, world.a.keys["app"].split("_")[1])
+            else:
+                assert other.revoke_app_key(tenant_id, kid)
+        finally:
+            other.close()
+        return found
+
+    monkeypatch.setattr(world.tenants, "app_key", then_revoked)

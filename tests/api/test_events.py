@@ -25,7 +25,7 @@ from jwcrypto import jws as stock_jws
 
 from api import jws
 from api.tenancy import RememberedCredentials, TenantStore
-from tests.api.conftest import ApiWorld, Tenant, now_text
+from tests.api.conftest import ApiWorld, Tenant, now_text, revoke_after_app_key_read
 
 
 def event_body(stream_id: uuid.UUID | None = None, **changes: Any) -> dict[str, Any]:
@@ -501,18 +501,7 @@ def test_a_key_revoked_after_it_was_read_stores_nothing(
 def test_a_batch_whose_app_key_is_revoked_after_it_was_read_stores_nothing(
     api: ApiWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app_key = api.tenants.app_key
-
-    def then_revoked(tenant_id: str, kid: str) -> Any:
-        found = app_key(tenant_id, kid)
-        other = _other_worker(api)
-        try:
-            assert other.revoke_app_key(tenant_id, kid)
-        finally:
-            other.close()
-        return found
-
-    monkeypatch.setattr(api.tenants, "app_key", then_revoked)
+    revoke_after_app_key_read(api, monkeypatch, "app key")
     size = api.ledger.store.tree_size()
     members = [member(api.a, event_body()) for _ in range(3)]
     problem = _refused(api, post_batch(api, api.a, members), 401, "revoked-app-key", size)

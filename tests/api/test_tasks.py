@@ -17,7 +17,6 @@ from starlette.requests import Request
 
 from api import jws
 from api.security import ApiSettings, connection_ip
-from api.tenancy import TenantStore
 from evidence.local_ca import LocalCertificateAuthority, SignerIdentity
 from evidence.pdf_signing import sign_pdf
 from evidence.task_signing import LocalCaDocumentSigner
@@ -32,6 +31,7 @@ from tests.api.conftest import (
     create_task,
     end_user,
     now_text,
+    revoke_after_app_key_read,
     upload_pdf,
 )
 
@@ -375,26 +375,6 @@ def test_a_replayed_event_id_is_refused_by_the_store(api: ApiWorld, launched: st
     problem(replay, 409, "duplicate-event")
 
 
-def _revoked_after_read(api: ApiWorld, monkeypatch: pytest.MonkeyPatch, revoked: str) -> None:
-    """From now on, a request's app key read is followed by another worker revoking
-    tenant a's app API key or its app key, before the request stores anything."""
-    app_key = api.tenants.app_key
-
-    def then_revoked(tenant_id: str, kid: str) -> Any:
-        found = app_key(tenant_id, kid)
-        other = TenantStore(api.ledger.store)  # its own connections, as another worker's
-        try:
-            if revoked == "api key":
-                assert other.revoke_api_key(tenant_id, api.a.keys["app"].split("_")[1])
-            else:
-                assert other.revoke_app_key(tenant_id, kid)
-        finally:
-            other.close()
-        return found
-
-    monkeypatch.setattr(api.tenants, "app_key", then_revoked)
-
-
 def _sign_step_task(api: ApiWorld) -> tuple[str, str]:
     """An ad hoc task of tenant a, submitted, waiting for u-lee to sign its document."""
     document = upload_pdf(api, api.a)
@@ -435,7 +415,7 @@ def test_a_key_revoked_after_it_was_read_stores_no_act(
         path = f"/v1/tasks/{task}/actions/sign"
         body = signed_body("u-lee", document_sha256=document, signer=signer)
     size = api.ledger.store.tree_size()
-    _revoked_after_read(api, monkeypatch, revoked)
+    revoke_after_app_key_read(api, monkeypatch, revoked)
     kind = "unauthenticated" if revoked == "api key" else "revoked-app-key"
     problem(send_signed(api, api.a, path, body), 401, kind)
     assert api.ledger.store.tree_size() == size
