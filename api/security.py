@@ -98,7 +98,11 @@ def revoked_meanwhile(exc: StaleCredentials) -> Problem:
     before its events were stored (none were)."""
     if exc.key_ids:
         return not_a_live_key()
-    kid = exc.app_keys[0][1]
+    return revoked_app_key(exc.app_keys[0][1])
+
+
+def revoked_app_key(kid: str) -> Problem:
+    """The 401 for a body signed with a revoked app key."""
     return Problem(401, "revoked-app-key", f"app key {kid!r} was revoked")
 
 
@@ -226,7 +230,7 @@ def verify_signed(
     if key is None:
         raise Problem(401, "unknown-app-key", f"no app key {detached.kid!r} is registered")
     if key.revoked:
-        raise Problem(401, "revoked-app-key", f"app key {detached.kid!r} was revoked")
+        raise revoked_app_key(detached.kid)
     try:
         jws.verify(detached, payload, key.public_key)
     except jws.SignatureError as exc:
