@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from api import jws
 from api.problems import Problem
 from api.security import (
     MAX_TEMPLATE_VERSION,
@@ -77,6 +78,13 @@ def _decode_key(text: str) -> bytes:
         except (binascii.Error, ValueError):
             continue
         if len(raw) == 32:
+            if not jws.usable_public_key(raw):
+                raise Problem(
+                    422,
+                    "invalid-public-key",
+                    "public_key is not an Ed25519 key a signer can hold: it must be a "
+                    "canonical point of the curve's prime-order subgroup",
+                )
             return raw
     raise Problem(422, "invalid-public-key", "public_key must be 32 bytes of Ed25519, base64")
 

@@ -12,9 +12,11 @@ does) before the clock starts, then send them over keep-alive HTTP/1.1 connectio
 * **single**: ``POST /v1/events`` with one event per request: requests/s (target >=
   1,000/s) with p50 / p99 latency.
 
-In the same run it measures the machine's Ed25519 verification rate with ``cryptography``
-(one process, and one per core at once) and reports the batch rate as a fraction of it:
-that is the ceiling of any server that verifies every signature on this machine.
+In the same run it measures the machine's Ed25519 verification rate (one process, and one
+per core at once) with libsodium, as the server verifies, and reports the batch rate as a
+fraction of it: that is the ceiling of a server that verifies every signature with it on
+this machine. OpenSSL's rate (``cryptography``, as the offline verifier checks) is measured
+and reported beside it, the denominator of runs before decision 0009.
 """
 
 from __future__ import annotations
@@ -373,9 +375,12 @@ def _percentile(ordered: list[float], q: float) -> float:
 # -- Ed25519 verification: the ceiling -------------------------------------------------------
 
 
-def _verify_for(seconds: float, results: Any) -> None:
+def _verify_for(seconds: float, library: str, results: Any) -> None:
+    from api.jws import ed25519_verify
+
     key = Ed25519PrivateKey.generate()
     public = key.public_key()
+    raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
     app = App(key.private_bytes_raw())
     body = app.body()
     message = f"{app.protected}.{_b64url(orjson.dumps(body))}".encode()
@@ -384,17 +389,28 @@ def _verify_for(seconds: float, results: Any) -> None:
     deadline = time.perf_counter() + seconds
     start = time.perf_counter()
     while time.perf_counter() < deadline:
-        for _ in range(200):
-            public.verify(signature, message)
+        if library == "libsodium":
+            for _ in range(200):
+                assert ed25519_verify(raw, signature, message)
+        else:
+            for _ in range(200):
+                public.verify(signature, message)
         done += 200
     results.put(done / (time.perf_counter() - start))
 
 
-def verification_rate(processes: int, seconds: float = 3.0) -> float:
-    """Ed25519 verifications/s of a realistic signing input, ``processes`` at once."""
+def verification_rate(processes: int, seconds: float = 3.0, library: str = "libsodium") -> float:
+    """Ed25519 verifications/s of a realistic signing input, ``processes`` at once.
+
+    ``libsodium`` is what the server verifies with (``api.jws.ed25519_verify``); ``openssl``
+    is ``cryptography``, which the offline verifier uses.
+    """
     context = multiprocessing.get_context("fork")
     results = context.Queue()
-    pool = [context.Process(target=_verify_for, args=(seconds, results)) for _ in range(processes)]
+    pool = [
+        context.Process(target=_verify_for, args=(seconds, library, results))
+        for _ in range(processes)
+    ]
     for p in pool:
         p.start()
     rates = [results.get(timeout=seconds + 60) for _ in pool]
@@ -588,13 +604,27 @@ def cpu_account(root: int, into: dict[str, Any]) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     nproc = os.cpu_count() or 1
-    print("Ed25519 verification (cryptography), 3 s each ...", flush=True)
+    print("Ed25519 verification, 3 s each ...", flush=True)
     one_core = verification_rate(1)
     all_cores = verification_rate(nproc)
-    print(f"  1 process: {one_core:,.0f}/s; {nproc} processes: {all_cores:,.0f}/s", flush=True)
+    print(
+        f"  libsodium (the server's): 1 process {one_core:,.0f}/s; "
+        f"{nproc} processes {all_cores:,.0f}/s",
+        flush=True,
+    )
+    openssl_one = verification_rate(1, library="openssl")
+    openssl_all = verification_rate(nproc, library="openssl")
+    print(
+        f"  OpenSSL (cryptography, the verifier's): 1 process {openssl_one:,.0f}/s; "
+        f"{nproc} processes {openssl_all:,.0f}/s",
+        flush=True,
+    )
     results: dict[str, Any] = {
+        "verify_library": "libsodium",
         "verify_one_core": round(one_core, 1),
         "verify_all_cores": round(all_cores, 1),
+        "openssl_verify_one_core": round(openssl_one, 1),
+        "openssl_verify_all_cores": round(openssl_all, 1),
         "workers": args.api_workers,
         "seconds": args.api_seconds,
     }
@@ -643,6 +673,7 @@ def run(args: argparse.Namespace) -> int:
                     row["target_met"] = row["events_per_s"] >= BATCH_TARGET
                     row["of_verify_all_cores"] = round(row["events_per_s"] / all_cores, 3)
                     row["of_verify_one_core"] = round(row["events_per_s"] / one_core, 3)
+                    row["of_openssl_verify_all_cores"] = round(row["events_per_s"] / openssl_all, 3)
                     rate = f"{row['events_per_s']:,.0f} events/s"
                 else:
                     row["target"] = SINGLE_TARGET

@@ -54,14 +54,18 @@ def test_api_keys_are_made_once_and_revoked(api: ApiWorld) -> None:
     assert api.tenants.authenticate(key) is None
 
 
+def _public_key() -> bytes:
+    return Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
 def test_app_keys_register_list_and_revoke(api: ApiWorld) -> None:
-    public = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    public = _public_key()
     body = {"app_id": "oa", "kid": "oa-2", "public_key": base64.urlsafe_b64encode(public).decode()}
     made = api.client.post("/v1/app-keys", json=body, headers={**api.a.auth("admin"), **idem()})
     assert made.status_code == 201, made.text
     clash = api.client.post(
         "/v1/app-keys",
-        json={**body, "public_key": base64.b64encode(b"x" * 32).decode()},
+        json={**body, "public_key": base64.b64encode(_public_key()).decode()},
         headers={**api.a.auth("admin"), **idem()},
     )
     assert clash.status_code == 409
@@ -76,6 +80,26 @@ def test_app_keys_register_list_and_revoke(api: ApiWorld) -> None:
     assert api.client.get("/v1/app-keys", headers=api.b.auth("admin")).json()[0]["kid"] == api.b.kid
     assert api.client.delete("/v1/app-keys/oa-2", headers=api.a.auth("admin")).status_code == 204
     assert api.client.delete("/v1/app-keys/oa-2", headers=api.a.auth("admin")).status_code == 404
+
+
+def test_an_app_key_no_signer_can_hold_is_refused(api: ApiWorld) -> None:
+    """32 bytes that are not a usable point: the identity (under which OpenSSL verifies
+    forged signatures), a point of order 8, a non-canonical encoding, no point at all."""
+    for raw in (
+        bytes([1]) + bytes(31),
+        bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+        bytes([0xED]) + b"\xff" * 30 + bytes([0x7F]),
+        bytes([2]) + bytes(31),
+    ):
+        answer = api.client.post(
+            "/v1/app-keys",
+            json={"app_id": "oa", "kid": "oa-bad", "public_key": base64.b64encode(raw).decode()},
+            headers={**api.a.auth("admin"), **idem()},
+        )
+        assert answer.status_code == 422, raw.hex()
+        assert answer.json()["type"].endswith("/invalid-public-key")
+        assert "prime-order subgroup" in answer.json()["detail"]
+    assert api.tenants.app_key(api.a.tenant_id, "oa-bad") is None
 
 
 def test_templates_are_versioned_and_per_tenant(api: ApiWorld) -> None:
