@@ -1,4 +1,5 @@
-"""Writing files that are made once and must never be seen half-written: keys, certificates."""
+"""Writing files that are made once and must never be seen half-written: keys, certificates;
+and the file locks through which processes on one host agree."""
 
 from __future__ import annotations
 
@@ -76,3 +77,43 @@ def host_lock_directory() -> Path | None:
     if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
         return None
     return directory
+
+
+class ExclusiveFileLock:
+    """An exclusive ``flock`` on ``path``, taken only if no other open file holds it.
+
+    The kernel is the keeper: the lock goes with the open file, released when its holder
+    closes it or dies, so another process can then take it over.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> bool:
+        """Take the lock if it is free; ``True`` while this holds it."""
+        if self._fd is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Let go of the lock (no-op if not held)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

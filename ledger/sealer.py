@@ -23,9 +23,7 @@ process that lost the lock stops signing at once and never stores what it signed
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -38,6 +36,7 @@ from ledger import merkle
 from ledger.checkpoints import CheckpointBody, sign_note
 from ledger.errors import ConstraintViolation, InconsistentCheckpoint, SealerLockLost
 from ledger.events import format_time
+from ledger.files import ExclusiveFileLock
 from ledger.keys import NoteKey
 from ledger.store import LedgerStore, StoredCheckpoint, StoredTimestamp
 
@@ -117,38 +116,22 @@ class FileSealerLock(SealerLock):
     def __init__(self, path: Path, store: LedgerStore) -> None:
         self.path = path
         self.store = store
-        self._fd: int | None = None
+        self._lock = ExclusiveFileLock(path)
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._lock.held
 
     def acquire(self) -> bool:
-        if self._fd is not None:
-            return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        return True
+        return self._lock.acquire()
 
     def publish(self, checkpoint: StoredCheckpoint) -> None:
-        if self._fd is None:
+        if not self._lock.held:
             raise SealerLockLost("this process does not hold the sealer lock")
         self.store.insert_checkpoint(checkpoint)
 
     def release(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        self._lock.release()
 
 
 class Sealer:
