@@ -738,10 +738,16 @@ def _turns_file(store: LedgerStore) -> Path | None:
 
 def postgres_turns_file(url: str) -> Path | None:
     """The lock file through which this host's workers of the PostgreSQL ledger at ``url``
-    take turns: named after the ledger's location, never its credentials, in a host-local
-    directory of this user's (``None``: there is none). Not in the data directory, which
-    may be shared storage, where a lock would be one more round trip and would make other
-    hosts take turns too."""
+    take turns (see :func:`postgres_lock_file`)."""
+    return postgres_lock_file(url, "append")
+
+
+def postgres_lock_file(url: str, purpose: str) -> Path | None:
+    """A lock file (``purpose``: ``append``, ``projection``) shared by this host's workers of
+    the PostgreSQL ledger at ``url``: named after the ledger's location, never its
+    credentials, in a host-local directory of this user's (``None``: there is none). Not in
+    the data directory, which may be shared storage, where a lock would be one more round
+    trip and would hold back the workers of other hosts too."""
     from ledger.files import host_lock_directory
     from ledger.postgres_store import ledger_location
 
@@ -749,7 +755,7 @@ def postgres_turns_file(url: str) -> Path | None:
     if directory is None:
         return None
     digest = hashlib.sha256(ledger_location(url).encode()).hexdigest()[:16]
-    return directory / f"postgres-{digest}.append-lock"
+    return directory / f"postgres-{digest}.{purpose}-lock"
 
 
 def _invalid_member(drafts: Sequence[EventDraft]) -> int | None:

@@ -61,6 +61,8 @@ class TenantFacts:
     second), so a request finds its tenant's facts in memory and reads at most about a
     second's rows itself;
     reading a large log's typed rows out of the database takes seconds, once per process.
+    The worker that follows the log loads every tenant's facts at start; the other
+    workers of a server load a tenant's on its first KPI request, and refresh only those.
     With ``snapshots`` (a directory) and ``root`` (the log's root at a size), each tenant's
     facts are also saved there now and then and on closing (:mod:`projections.facts_snapshot`),
     so a restarted server starts from them instead.
@@ -90,6 +92,11 @@ class TenantFacts:
         """Make and fill the caches of these tenants (at start, in the background)."""
         for tenant_id in tenant_ids:
             self.for_tenant(tenant_id).refresh(position)
+
+    def loaded(self) -> bool:
+        """Whether any tenant's facts are in memory."""
+        with self.lock:
+            return bool(self.caches)
 
     def refresh_all(self, position: int) -> None:
         """Bring every cache made so far up to ``position``; save those due a snapshot."""

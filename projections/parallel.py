@@ -256,5 +256,5 @@ def catch_up_in_parallel(projection: Any, workers: int) -> int:
                 process.terminate()
             process.join()
         projection._tasks.clear()  # the states were folded elsewhere
-        projection._position = projection._stored_position()
+        projection._position = projection.stored_position()
     return applied

@@ -131,7 +131,7 @@ class TaskProjection:
         # (which catch up before reading) share the tasks held in memory.
         self._lock = threading.RLock()
         self._create_tables()
-        self._position = self._stored_position()
+        self._position = self.stored_position()
 
     @classmethod
     def open(cls, settings: Settings, **options: Any) -> TaskProjection:
@@ -177,7 +177,8 @@ class TaskProjection:
                 [(NAME, 0), (_SCHEMA, schema.SCHEMA_VERSION)],
             )
 
-    def _stored_position(self) -> int:
+    def stored_position(self) -> int:
+        """How many leaves the stored rows reflect, whoever stored them (one read)."""
         rows = self._db.query("SELECT position FROM proj_positions WHERE name = ?", [NAME])
         return int(rows[0][0]) if rows else 0
 
@@ -241,7 +242,7 @@ class TaskProjection:
 
     def _step(self, size: int) -> int:
         """Apply one batch of at most ``size`` leaves and store the result; return its length."""
-        stored = self._stored_position()
+        stored = self.stored_position()
         if stored > self._position:
             # Another projector (a worker beside this one) has stored these leaves: go on
             # from there rather than fold them again. A task in memory that they changed
@@ -286,7 +287,7 @@ class TaskProjection:
             # stored position has its rows written by the other projector.
             for task in changed.values():
                 task.persisted = True
-            self._position = self._stored_position()
+            self._position = self.stored_position()
             keep_recent(tasks, changed, self.cache_size)
             return expected_leaf - start
         self._position = expected_leaf

@@ -65,17 +65,19 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as connection:
             connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-        remove_turns_file(f"{TEST_DATABASE_URL}{separator}schema={schema}")
+        remove_lock_files(f"{TEST_DATABASE_URL}{separator}schema={schema}")
 
 
-def remove_turns_file(url: str) -> None:
-    """Remove the API workers' turn file of the PostgreSQL ledger at ``url`` (a scratch
-    schema or database being dropped), so test runs leave none behind."""
-    from api.routes_events import postgres_turns_file
+def remove_lock_files(url: str) -> None:
+    """Remove the API workers' lock files (the append turn, the projection follower's
+    lease) of the PostgreSQL ledger at ``url`` (a scratch schema or database being
+    dropped), so test runs leave none behind."""
+    from api.routes_events import postgres_lock_file
 
-    turns = postgres_turns_file(url)
-    if turns is not None:
-        turns.unlink(missing_ok=True)
+    for purpose in ("append", "projection"):
+        lock = postgres_lock_file(url, purpose)
+        if lock is not None:
+            lock.unlink(missing_ok=True)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

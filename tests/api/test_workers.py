@@ -11,16 +11,18 @@ import contextlib
 import http.client
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.faults.harness import BIN, Deployment, Server, clean_environment, free_port
+from projections.tasks import NAME as PROJECTION
+from tests.faults.harness import BIN, Deployment, Load, Server, clean_environment, free_port
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/net/tcp").exists(), reason="reads connections from Linux's /proc"
@@ -180,3 +182,69 @@ def test_a_bad_trusted_proxy_is_refused_before_anything_is_made(tmp_path: Path) 
     assert code == 2, output[-3000:]
     assert "--trusted-proxy '10.0.0.0/8,bogus' is not an address or network" in output
     assert not (tmp_path / "data").exists()
+
+
+def _flock_holders(path: Path) -> set[int]:
+    """The pids holding a ``flock`` on ``path``, as the kernel lists them in /proc/locks."""
+    inode = path.stat().st_ino
+    holders = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1] == "FLOCK" and int(fields[5].rsplit(":", 1)[1]) == inode:
+            holders.add(int(fields[4]))
+    return holders
+
+
+def _projected_and_size(deployment: Deployment) -> tuple[int, int]:
+    with contextlib.closing(sqlite3.connect(deployment.settings().sqlite_path)) as db:
+        (position,) = db.execute(
+            "SELECT position FROM proj_positions WHERE name = ?", [PROJECTION]
+        ).fetchone()
+        (size,) = db.execute("SELECT COUNT(*) FROM ledger_log").fetchone()
+    return int(position), int(size)
+
+
+def _wait_for(check: Callable[[], bool], what: str, server: Server, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}:\n{server.log_tail()}"
+        time.sleep(0.05)
+
+
+def test_one_worker_follows_the_log_and_another_takes_over(tmp_path: Path) -> None:
+    """Only the holder of the lease folds the log into the projection; with it killed,
+    another worker holds the lease and the projection keeps up with new appends (no read
+    request makes it catch up here: only appends are sent)."""
+    deployment = Deployment(tmp_path / "data")
+    tenant = deployment.create_tenant()
+    lease = deployment.settings().sqlite_path.with_name("ledger.sqlite3.projection-lock")
+    server = Server(deployment, tmp_path / "server.log", workers=2)
+    try:
+        server.start(timeout=90)
+        _wait_for(lambda: len(_workers_of(server)) == 2 and lease.exists(), "two workers", server)
+        _wait_for(lambda: len(_flock_holders(lease)) == 1, "one lease holder", server)
+        (follower,) = _flock_holders(lease)
+        assert follower in _workers_of(server)
+        load = Load(server.base_url, tenant, clients=2)
+        for _ in range(2):
+            with load.running():
+                load.wait_for_acks(30)
+            _wait_for(
+                lambda: (lambda p, n: p == n)(*_projected_and_size(deployment)),
+                "the projection to reach the log's size",
+                server,
+            )
+            assert _flock_holders(lease) <= {follower}  # never two at once
+            os.kill(follower, signal.SIGKILL)
+            _wait_for(
+                lambda: bool(_flock_holders(lease) - {follower}), "another lease holder", server
+            )
+            (follower,) = _flock_holders(lease)
+            assert follower in _workers_of(server)
+        _wait_for(
+            lambda: f"Worker [{follower}] follows the log" in server.log_tail(100_000),
+            "the holder's log line",
+            server,
+        )
+    finally:
+        server.stop()

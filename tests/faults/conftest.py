@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import TEST_DATABASE_URL, remove_turns_file, require_postgres
+from tests.conftest import TEST_DATABASE_URL, remove_lock_files, require_postgres
 from tests.faults.harness import Deployment, reap_children
 
 _numbers = itertools.count(1)
@@ -51,7 +51,7 @@ def scratch_database(server_url: str) -> Iterator[str]:
             connection.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
-        remove_turns_file(url)
+        remove_lock_files(url)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

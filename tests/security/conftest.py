@@ -57,7 +57,8 @@ def _volatile(relative: Path) -> bool:
     """Files that change without any request: SQLite's journal and lock files, and the local
     TSA and CA, made the first time they are needed."""
     name = relative.name
-    return name.endswith(("-wal", "-shm", "-journal", ".append-lock")) or relative.parts[0] in (
+    locks = (".append-lock", ".projection-lock")
+    return name.endswith(("-wal", "-shm", "-journal", *locks)) or relative.parts[0] in (
         "local-tsa",
         "local-ca",
     )
