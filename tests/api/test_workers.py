@@ -237,7 +237,9 @@ def test_one_worker_follows_the_log_and_another_takes_over(tmp_path: Path) -> No
             assert _flock_holders(lease) <= {follower}  # never two at once
             os.kill(follower, signal.SIGKILL)
             _wait_for(
-                lambda: bool(_flock_holders(lease) - {follower}), "another lease holder", server
+                lambda killed=follower: bool(_flock_holders(lease) - {killed}),
+                "another lease holder",
+                server,
             )
             (follower,) = _flock_holders(lease)
             assert follower in _workers_of(server)
