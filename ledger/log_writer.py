@@ -89,7 +89,8 @@ class Transaction(Protocol):
         ...
 
     def confirm(self) -> None:
-        """Wait until every statement sent so far has run; raise what refused one.
+        """Wait until every statement sent so far has run; raise what refused one (if it
+        has not been raised already).
 
         A backend may send statements whose rows are not needed without waiting for each
         (PostgreSQL's pipeline mode): their errors are raised here at the latest.
@@ -113,6 +114,9 @@ class Transaction(Protocol):
 
 #: Run inside the transaction after the events and their leaves are written, before the
 #: commit: ``(transaction, first leaf index, events)``. Whatever it raises rolls back all.
+#: A backend may not have run those writes yet when it is called (PostgreSQL's pipeline):
+#: their refusal (a replayed event id) is raised at the hook's first read, and if the hook
+#: raises before it reads, in place of what it raised.
 AlsoWrite = Callable[[Transaction, int, list[Event]], None]
 
 
@@ -206,8 +210,13 @@ class LogWriter:
         if upper:
             tx.insert_many(INSERT_NODE, upper)
         if also is not None:
-            tx.confirm()  # the hook runs only once the rows above are known to be in
-            also(tx, size, events)
+            # Not after a confirm, which would cost a round trip: a refusal of the rows
+            # above comes at the hook's first read, or here if the hook refuses first.
+            try:
+                also(tx, size, events)
+            except Exception:
+                tx.confirm()
+                raise
         new_size = size + len(events)
         for event in events:
             overlay[event.stream_id] = (event.sequence, event.hash)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -118,37 +119,58 @@ class _PostgresWrite:
         self._cursor = cursor
         self._size = size
         self._pipeline = pipeline
+        self._refused = False
+        """A statement raised what refused it (or one sent before it): the pipeline holds
+        nothing more to confirm, and the transaction only rolls back."""
+
+    @contextmanager
+    def _statement(self) -> Iterator[None]:
+        # In pipeline mode an error can come back with any later statement, as psycopg
+        # reads what has arrived while it sends.
+        try:
+            yield
+        except psycopg.Error:
+            self._refused = True
+            raise
 
     def size(self) -> int:
         return self._size
 
     def confirm(self) -> None:
-        self._pipeline.sync()
+        if not self._refused:
+            with self._statement():
+                self._pipeline.sync()
+
+    def _read(self, sql: str | SQL, params: Sequence[Any]) -> list[Sequence[Any]]:
+        with self._statement():
+            self._cursor.execute(sql, params)
+            return [tuple(row.values()) for row in self._cursor.fetchall()]
 
     def query(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
-        self._cursor.execute(_pg(sql), params)
-        return [tuple(row.values()) for row in self._cursor.fetchall()]
+        return self._read(_pg(sql), params)
 
     def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        sql_rows.execute_rows(self._cursor, sql, rows)
+        with self._statement():
+            sql_rows.execute_rows(self._cursor, sql, rows)
 
     def execute(self, sql: str, params: Sequence[Any]) -> None:
-        self._cursor.execute(_pg(sql), params)
+        with self._statement():
+            self._cursor.execute(_pg(sql), params)
 
     def heads(self, stream_keys: Sequence[Any]) -> list[Sequence[Any]]:
         # One statement, one backward index probe per stream (as SELECT_HEAD does), planned
         # the same whatever the table's statistics say.
-        self._cursor.execute(_SELECT_HEADS, [list(stream_keys)])
-        return [tuple(row.values()) for row in self._cursor.fetchall()]
+        return self._read(_SELECT_HEADS, [list(stream_keys)])
 
     def insert_events(self, events: Sequence[Event]) -> None:
         # The rows eventsourcing's own insert writes (without its table lock: already held),
         # sent as arrays (see ledger.sql_rows), not as an array of composite values.
-        sql_rows.execute_rows(
-            self._cursor,
-            _INSERT_EVENTS,
-            [(e.stream_id, e.sequence, e.type, e.canonical) for e in events],
-        )
+        with self._statement():
+            sql_rows.execute_rows(
+                self._cursor,
+                _INSERT_EVENTS,
+                [(e.stream_id, e.sequence, e.type, e.canonical) for e in events],
+            )
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):

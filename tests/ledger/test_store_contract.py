@@ -261,6 +261,30 @@ class LedgerStoreContract:
         entries = store.entries(0, 4)
         assert store.root(4) == ReferenceTree([e.canonical for e in entries]).root(4)
 
+    def test_a_refusal_of_the_rows_comes_before_the_hooks_own(self, store: LedgerStore) -> None:
+        """PostgreSQL sends the inserts without waiting for them: a replayed event id is
+        refused at the hook's first read, or in place of a refusal the hook raises before
+        it reads; never the hook's own refusal instead."""
+        (stored,) = store.append([draft()])
+        reached: list[str] = []
+
+        def reads_first(tx: Transaction, receipts: list[Receipt]) -> None:
+            tx.query("SELECT COUNT(*) FROM ledger_log", [])
+            reached.append("read")
+            raise LookupError("the hook went on past a refused insert")
+
+        def refuses_at_once(tx: Transaction, receipts: list[Receipt]) -> None:
+            raise LookupError("the hook's own refusal")
+
+        for hook in (reads_first, refuses_at_once):
+            with pytest.raises(DuplicateEvent, match=str(stored.event_id)):
+                store.append([draft(), draft(event_id=stored.event_id)], also=hook)
+        assert reached == []
+        assert store.tree_size() == 1 and store.count_events() == 1
+        with pytest.raises(LookupError, match="own refusal"):  # nothing else refused
+            store.append([draft()], also=refuses_at_once)
+        assert store.tree_size() == 1 and store.count_events() == 1
+
     def test_server_time_never_goes_back_in_log_order(self, store: LedgerStore) -> None:
         moment = datetime(2026, 11, 22, 3, 0, 0, 123456, tzinfo=UTC)
         store.clock = lambda: moment
