@@ -74,13 +74,22 @@ class Runtime:
 class FollowerLease(ExclusiveFileLock):
     """Which one of this host's workers of a ledger follows the log: whoever holds the
     lock on ``path``. The others try again on every pass, so a worker that exits (and so
-    lets go of the lock) is replaced within one pass."""
+    lets go of the lock) is replaced within one pass. A worker that cannot open the file
+    follows without it (the lease only saves work), and says so once."""
+
+    _warned = False
 
     def acquire(self) -> bool:
         if self.held:
             return True
-        if not super().acquire():
-            return False
+        try:
+            if not super().acquire():
+                return False
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                _LOG.warning("no projection lease file (%s): this worker follows the log", exc)
+            return True
         _SERVER_LOG.info("Worker [%d] follows the log for the projection", os.getpid())
         return True
 
@@ -219,6 +228,8 @@ def create_app(
                 refreshed[0] = time.monotonic()
 
             lease_file = follower_lease_file(ledger.store)
+            if lease_file is None:
+                _LOG.warning("no private lock file on this host: every worker follows the log")
             follower = ProjectionFollower(
                 projection,
                 after=follow,

@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -123,7 +122,7 @@ class _PostgresWrite:
         """A statement raised what refused it (or one sent before it): the pipeline holds
         nothing more to confirm, and the transaction only rolls back."""
 
-    @contextmanager
+    @contextlib.contextmanager
     def _statement(self) -> Iterator[None]:
         # In pipeline mode an error can come back with any later statement, as psycopg
         # reads what has arrived while it sends.

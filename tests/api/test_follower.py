@@ -6,11 +6,14 @@ worker process (``flock`` locks belong to open files, so this holds within one p
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from api.app import FollowerLease, ProjectionFollower, follower_lease_file
 from api.routes_events import postgres_lock_file
@@ -37,6 +40,18 @@ def test_a_lease_has_one_holder_at_a_time(tmp_path: Path) -> None:
     assert second.acquire()
     assert not first.acquire()
     second.release()
+
+
+def test_a_worker_that_cannot_open_the_lease_file_follows_without_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lease = FollowerLease(tmp_path / "no-such-directory" / "x" / "lease")
+    (tmp_path / "no-such-directory").write_text("a file, not a directory")
+    with caplog.at_level(logging.WARNING, logger="api.app"):
+        assert lease.acquire() and lease.acquire()
+    assert not lease.held
+    warnings = [r for r in caplog.records if "no projection lease file" in r.getMessage()]
+    assert len(warnings) == 1  # said once, not on every pass
 
 
 def test_only_the_holder_follows_and_another_takes_over(api: ApiWorld, tmp_path: Path) -> None:
