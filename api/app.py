@@ -95,16 +95,9 @@ class FollowerLease(ExclusiveFileLock):
 
 
 def follower_lease_file(store: LedgerStore) -> Path | None:
-    """The lease file of ``store``'s projection follower: beside a SQLite database, in the
-    host's lock directory for PostgreSQL (``None``: no such directory; every worker then
-    follows, as workers on other hosts do)."""
-    path = getattr(store, "path", None)
-    if store.backend == "sqlite" and isinstance(path, Path):
-        return path.with_name(path.name + ".projection-lock")
-    url = getattr(store, "url", None)
-    if isinstance(url, str):
-        return routes_events.postgres_lock_file(url, "projection")
-    return None
+    """The lease file of ``store``'s projection follower (``None``: no private place for
+    one; every worker then follows, as workers on other hosts do)."""
+    return routes_events.ledger_lock_file(store, "projection")
 
 
 class ProjectionFollower(threading.Thread):

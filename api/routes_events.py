@@ -555,9 +555,8 @@ class GroupCommit:
         self._waiting: deque[_Job] = deque()
         self._busy = False
         self._turns: int | None = None
-        path = getattr(store, "path", None)
-        if turns is None and store.backend == "sqlite" and isinstance(path, Path):
-            turns = path.with_name(path.name + ".append-lock")
+        if turns is None and store.backend == "sqlite":
+            turns = ledger_lock_file(store, "append")
         if turns is not None:
             # The workers of one ledger on this host take turns through a file lock
             # (``turns``; for SQLite, beside its file), and a worker forms its group only
@@ -721,10 +720,7 @@ def _turns_file(store: LedgerStore) -> Path | None:
     beside its database), if the file can be made there."""
     if store.backend != "postgres":
         return None
-    from ledger.postgres_store import PostgresLedgerStore
-
-    assert isinstance(store, PostgresLedgerStore)
-    turns = postgres_turns_file(store.url)
+    turns = ledger_lock_file(store, "append")
     if turns is not None:
         try:
             os.close(os.open(turns, os.O_RDWR | os.O_CREAT, 0o600))
@@ -736,10 +732,17 @@ def _turns_file(store: LedgerStore) -> Path | None:
     return None
 
 
-def postgres_turns_file(url: str) -> Path | None:
-    """The lock file through which this host's workers of the PostgreSQL ledger at ``url``
-    take turns (see :func:`postgres_lock_file`)."""
-    return postgres_lock_file(url, "append")
+def ledger_lock_file(store: LedgerStore, purpose: str) -> Path | None:
+    """The lock file (``purpose``: ``append``, ``projection``) shared by this host's
+    workers of ``store``: beside a SQLite database, or :func:`postgres_lock_file`
+    (``None``: there is no such place)."""
+    path = getattr(store, "path", None)
+    if store.backend == "sqlite" and isinstance(path, Path):
+        return path.with_name(f"{path.name}.{purpose}-lock")
+    url = getattr(store, "url", None)
+    if store.backend == "postgres" and isinstance(url, str):
+        return postgres_lock_file(url, purpose)
+    return None
 
 
 def postgres_lock_file(url: str, purpose: str) -> Path | None:
